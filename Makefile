@@ -1,0 +1,24 @@
+# deploybot: the two set-up commands are `make console` and `make test`.
+GO ?= go
+
+.PHONY: console test bench build terraform fmt vet
+
+# Runs the bot's main job with no account: the console against examples/.
+console: terraform
+	$(GO) run ./cmd/deploybot console --config examples/console.yaml --as U0ALICE
+
+# The whole test suite, exactly as CI runs it (.ci/run calls this).
+test: terraform
+	test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (gofmt -l . ; echo 'gofmt: files above need formatting'; exit 1)
+	$(GO) vet ./...
+	DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform $(GO) test -race -count=1 -timeout 40m ./...
+
+bench: terraform
+	DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+build:
+	$(GO) build -o bin/deploybot ./cmd/deploybot
+
+# Terraform 1.5.7 (the last MPL release), built from the Go module proxy into ./bin.
+terraform:
+	./scripts/install-terraform.sh

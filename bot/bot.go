@@ -1,0 +1,233 @@
+// Package bot is deploybot's conversation: slash commands, button clicks,
+// authorization and the rendering of runs. Adapters (Slack Socket Mode, the
+// console) deliver commands and clicks and display Views; the steps engine
+// does the deciding.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/steps"
+)
+
+// Options tune the bot.
+type Options struct {
+	// BareDeploy: `/deploy <service>` without a tag is allowed because the
+	// release step can find the version (GitHub is configured).
+	BareDeploy bool
+}
+
+// Bot handles commands and clicks and keeps every run's message current.
+type Bot struct {
+	cfg  *config.Config
+	chat Chat
+	log  *zap.Logger
+	opts Options
+	eng  *steps.Engine
+
+	mu   sync.Mutex
+	pubs map[string]*publisher
+	wg   sync.WaitGroup
+	// idle is signalled when a publisher drains, for Flush.
+	idle *sync.Cond
+}
+
+// New makes a bot. Attach an engine before handling anything.
+func New(cfg *config.Config, chat Chat, log *zap.Logger, opts Options) *Bot {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}}
+	b.idle = sync.NewCond(&b.mu)
+	return b
+}
+
+// Attach wires the engine (which in turn notifies the bot).
+func (b *Bot) Attach(e *steps.Engine) { b.eng = e }
+
+func escape(s string) string { return steps.Escape(s) }
+
+// HandleCommand answers a slash command. It is called after the adapter has
+// acknowledged the envelope, so it may take its time.
+func (b *Bot) HandleCommand(ctx context.Context, c Command) {
+	req, err := b.parse(c)
+	if err != nil {
+		b.audit(ctx, c.User, "command.refused", fmt.Sprintf("%s %s: %s", c.Name, c.Text, err))
+		b.reply(ctx, c.Reply, ":warning: "+err.Error())
+		return
+	}
+	switch req.op {
+	case "help":
+		b.replyView(ctx, c.Reply, b.helpView())
+	case "status":
+		b.replyView(ctx, c.Reply, b.statusView(ctx))
+	case "cancel":
+		if err := b.eng.Cancel(ctx, req.runID, c.User); err != nil {
+			b.answerErr(ctx, c.Reply, err)
+			return
+		}
+		b.reply(ctx, c.Reply, fmt.Sprintf("Cancelling %s: its changes are being undone; the thread has the details.", req.runID))
+	case "deploy", "rollback", "incident":
+		kind := map[string]steps.RunKind{"deploy": steps.KindDeploy, "rollback": steps.KindRollback, "incident": steps.KindIncident}[req.op]
+		ch := c.Channel
+		r, err := b.eng.Start(ctx, steps.StartRequest{Kind: kind, Service: req.service, Version: req.tag, Requester: c.User, Channel: ch, Summary: req.text})
+		if err != nil {
+			b.answerErr(ctx, c.Reply, err)
+			return
+		}
+		b.reply(ctx, c.Reply, fmt.Sprintf("Started %s: %s. Follow it in the channel message and its thread.", r.ID, r.Title()))
+	}
+}
+
+// Click is a button press as the adapters hand it over.
+type Click struct {
+	User      string
+	Channel   string
+	MessageTS string
+	ActionID  string
+	Value     string
+	Reply     Reply
+}
+
+// HandleClick acts on a button. A malformed or stale click, or one by
+// someone without permission, gets a private explanation and changes
+// nothing.
+func (b *Bot) HandleClick(ctx context.Context, c Click) {
+	req, ok := parseButton(c.ActionID, c.Value)
+	if !ok {
+		b.audit(ctx, c.User, "click.refused", fmt.Sprintf("malformed button %q/%q", c.ActionID, c.Value))
+		b.reply(ctx, c.Reply, ":warning: deploybot does not recognise that button; it may come from an old version of the bot. `/deploy status` shows the runs and their current buttons.")
+		return
+	}
+	req.User = c.User
+	if err := b.eng.Act(ctx, req); err != nil {
+		b.answerErr(ctx, c.Reply, err)
+	}
+}
+
+func (b *Bot) answerErr(ctx context.Context, reply Reply, err error) {
+	var rf *steps.Refused
+	if errors.As(err, &rf) {
+		b.reply(ctx, reply, ":no_entry: "+rf.Msg)
+		return
+	}
+	b.log.Error("request failed", zap.Error(err))
+	b.reply(ctx, reply, ":x: Something went wrong on deploybot's side: "+escape(err.Error())+". Nothing further was done; try again, and tell the maintainers if it persists.")
+}
+
+func (b *Bot) reply(ctx context.Context, reply Reply, text string) {
+	b.replyView(ctx, reply, textView(text))
+}
+
+func (b *Bot) replyView(ctx context.Context, reply Reply, v View) {
+	if reply == nil {
+		return
+	}
+	if err := reply(ctx, v); err != nil {
+		b.log.Warn("reply failed", zap.Error(err))
+	}
+}
+
+func (b *Bot) audit(ctx context.Context, user, action, detail string) {
+	if b.eng != nil {
+		b.eng.Audit(ctx, steps.AuditEvent{Actor: user, Action: action, Detail: detail})
+	}
+}
+
+// statusView lists open runs, the services they lock, and who each waits on.
+func (b *Bot) statusView(ctx context.Context) View {
+	runs := b.eng.OpenRuns()
+	if len(runs) == 0 {
+		return textView("No runs are open; every service is free. Start one with `/deploy <service> <tag>`.")
+	}
+	var lines []string
+	locks := map[string]string{}
+	for _, r := range runs {
+		line := fmt.Sprintf("• `%s` %s, by <@%s> since %s", r.ID, r.Title(), r.Requester, clock(r.CreatedAt))
+		if cur := r.Current(); cur != nil {
+			line += fmt.Sprintf(": step %d/%d “%s” %s", cur.Index+1, len(r.Steps), cur.Title, statusWord[cur.Status])
+			if cur.WaitingOn != "" {
+				line += ", waiting for " + cur.WaitingOn
+			}
+		}
+		lines = append(lines, line)
+		if l := r.Lock(); l != "" {
+			locks[l] = r.ID
+		}
+	}
+	text := "*Open runs*\n" + strings.Join(lines, "\n")
+	if len(locks) > 0 {
+		var ls []string
+		for svc, id := range locks {
+			ls = append(ls, fmt.Sprintf("• %s is locked by `%s`", svc, id))
+		}
+		sort.Strings(ls)
+		text += "\n*Locks*\n" + strings.Join(ls, "\n")
+	}
+	return View{Text: "deploybot status", Blocks: []Block{{Kind: Section, Text: truncate(text, maxSectionText)}}}
+}
+
+// RunChanged implements steps.Notifier: the run's message is brought up to
+// date in the background, coalescing bursts of changes into one update.
+func (b *Bot) RunChanged(r *steps.Run) {
+	p := b.publisher(r)
+	p.mu.Lock()
+	p.latest = r
+	p.dirty = true
+	p.mu.Unlock()
+	b.pump(p)
+}
+
+// Say implements steps.Notifier: a line in the run's thread, in order.
+func (b *Bot) Say(r *steps.Run, text string) {
+	p := b.publisher(r)
+	p.mu.Lock()
+	if p.latest == nil {
+		p.latest, p.dirty = r, true
+	}
+	p.says = append(p.says, text)
+	p.mu.Unlock()
+	b.pump(p)
+}
+
+// Flush waits until every queued message has been sent (tests, shutdown).
+func (b *Bot) Flush(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	t := time.AfterFunc(timeout, func() { b.mu.Lock(); b.idle.Broadcast(); b.mu.Unlock() })
+	defer t.Stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.busy() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		b.idle.Wait()
+	}
+	return true
+}
+
+func (b *Bot) busy() bool {
+	for _, p := range b.pubs {
+		p.mu.Lock()
+		busy := p.running
+		p.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
+}
+
+// Close waits for pending messages to go out.
+func (b *Bot) Close() {
+	b.wg.Wait()
+}

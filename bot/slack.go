@@ -1,0 +1,139 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/slack-go/slack"
+	"go.uber.org/zap"
+)
+
+// SlackChat shows Views in Slack through the Web API.
+type SlackChat struct {
+	api *slack.Client
+	log *zap.Logger
+}
+
+// NewSlackChat wraps a Web API client.
+func NewSlackChat(api *slack.Client, log *zap.Logger) *SlackChat {
+	return &SlackChat{api: api, log: log}
+}
+
+// Post implements Chat.
+func (s *SlackChat) Post(ctx context.Context, channel, threadTS string, v View) (string, error) {
+	opts := []slack.MsgOption{slack.MsgOptionText(v.Text, false), slack.MsgOptionBlocks(toBlocks(v)...)}
+	if threadTS != "" {
+		opts = append(opts, slack.MsgOptionTS(threadTS))
+	}
+	var ts string
+	err := s.retry(ctx, func() error {
+		var err error
+		_, ts, err = s.api.PostMessageContext(ctx, channel, opts...)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("chat.postMessage to %s: %w", channel, err)
+	}
+	return ts, nil
+}
+
+// Update implements Chat.
+func (s *SlackChat) Update(ctx context.Context, channel, ts string, v View) error {
+	err := s.retry(ctx, func() error {
+		_, _, _, err := s.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionText(v.Text, false), slack.MsgOptionBlocks(toBlocks(v)...))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("chat.update of %s/%s: %w", channel, ts, err)
+	}
+	return nil
+}
+
+// GroupMembers implements Groups with usergroups.users.list.
+func (s *SlackChat) GroupMembers(ctx context.Context, group string) ([]string, error) {
+	var ids []string
+	err := s.retry(ctx, func() error {
+		var err error
+		ids, err = s.api.GetUserGroupMembersContext(ctx, group)
+		return err
+	})
+	return ids, err
+}
+
+// retry repeats a call that Slack rate-limited, after the Retry-After it
+// asked for, until ctx ends.
+func (s *SlackChat) retry(ctx context.Context, call func() error) error {
+	for {
+		err := call()
+		var rl *slack.RateLimitedError
+		if !errors.As(err, &rl) {
+			return err
+		}
+		wait := rl.RetryAfter
+		if wait <= 0 {
+			wait = time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// Respond answers privately through a response_url, which works in any
+// channel, even one the bot is not a member of.
+func Respond(responseURL string) Reply {
+	return func(ctx context.Context, v View) error {
+		if responseURL == "" {
+			return errors.New("no response_url to answer on")
+		}
+		blocks := slack.Blocks{BlockSet: toBlocks(v)}
+		return slack.PostWebhookContext(ctx, responseURL, &slack.WebhookMessage{
+			Text: v.Text, Blocks: &blocks, ResponseType: slack.ResponseTypeEphemeral,
+		})
+	}
+}
+
+// toBlocks turns a View into Block Kit within Slack's limits.
+func toBlocks(v View) []slack.Block {
+	var out []slack.Block
+	for i, b := range v.Blocks {
+		if len(out) == maxBlocks {
+			break
+		}
+		id := fmt.Sprintf("b%d", i)
+		switch b.Kind {
+		case Header:
+			out = append(out, slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, truncate(b.Text, maxHeaderText), false, false), slack.HeaderBlockOptionBlockID(id)))
+		case Section:
+			out = append(out, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, truncate(b.Text, maxSectionText), false, false), nil, nil, slack.SectionBlockOptionBlockID(id)))
+		case Context:
+			out = append(out, slack.NewContextBlock(id, slack.NewTextBlockObject(slack.MarkdownType, truncate(b.Text, maxSectionText), false, false)))
+		case Divider:
+			d := slack.NewDividerBlock()
+			d.BlockID = id
+			out = append(out, d)
+		case Actions:
+			var els []slack.BlockElement
+			for _, bt := range b.Buttons {
+				if len(els) == maxButtons {
+					break
+				}
+				e := slack.NewButtonBlockElement(bt.ActionID, bt.Value, slack.NewTextBlockObject(slack.PlainTextType, truncate(bt.Label, 75), false, false))
+				if bt.Style != "" {
+					e.Style = slack.Style(bt.Style)
+				}
+				els = append(els, e)
+			}
+			if len(els) > 0 {
+				out = append(out, slack.NewActionBlock(id, els...))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,55 @@
+package bot
+
+import "context"
+
+// View is a message as the bot composes it, before an adapter turns it into
+// Slack Block Kit or console text. Keeping the two apart is what lets the
+// console walk the very same runbook as Slack.
+type View struct {
+	Text   string // the notification/fallback text
+	Blocks []Block
+}
+
+// BlockKind is the kind of a View block.
+type BlockKind int
+
+const (
+	Header BlockKind = iota
+	Section
+	Context
+	Actions
+	Divider
+)
+
+// Block is one part of a View. Text is Slack mrkdwn (plain text for headers).
+type Block struct {
+	Kind    BlockKind
+	Text    string
+	Buttons []Button
+}
+
+// Button is a clickable choice. ActionID starts with a verb from the
+// vocabulary in FACTS.md; Value says which run, step and state it belongs to.
+type Button struct {
+	Label    string
+	ActionID string
+	Value    string
+	Style    string
+}
+
+// Chat is what the bot needs from a chat system to show runs.
+type Chat interface {
+	// Post sends a message to a channel, in a thread when threadTS is set,
+	// and returns its ts.
+	Post(ctx context.Context, channel, threadTS string, v View) (string, error)
+	// Update replaces a message the bot posted.
+	Update(ctx context.Context, channel, ts string, v View) error
+}
+
+// Reply answers one user privately (a Slack ephemeral message).
+type Reply func(ctx context.Context, v View) error
+
+// textView is a View with a single section.
+func textView(text string) View {
+	return View{Text: text, Blocks: []Block{{Kind: Section, Text: text}}}
+}

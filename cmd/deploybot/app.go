@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/getsentry/sentry-go"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/steps"
+)
+
+// Main is the program, as a value: end-to-end tests start the real bot
+// in-process through it.
+type Main struct {
+	Mode       string // "bot", "console" or "check-config"
+	ConfigPath string
+	As         string // console: the Slack user id to act as
+
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+
+	// SocketOptions are passed to the Socket Mode client (tests shorten the
+	// ping interval).
+	SocketOptions []socketmode.Option
+
+	Config *config.Config
+	Log    *zap.Logger
+	Store  *sqlite.DB
+	Engine *steps.Engine
+	Bot    *bot.Bot
+	Socket *bot.Socket
+
+	http     *http.Server
+	httpAddr string
+	sentry   bool
+	ready    func() bool
+}
+
+// NewMain returns a Main reading the process environment.
+func NewMain() *Main {
+	return &Main{Mode: "bot", Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+const usage = `usage:
+  deploybot [--config FILE]                       run the Slack Socket Mode bot
+  deploybot console --config FILE --as USER_ID    run the bot in this terminal
+  deploybot check-config --config FILE            validate the configuration and exit
+The config file may also be named by $DEPLOYBOT_CONFIG.`
+
+// ParseArgs reads the subcommand and flags.
+func (m *Main) ParseArgs(args []string) error {
+	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config") {
+		m.Mode, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("deploybot", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
+	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%v\n%s", err, usage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), usage)
+	}
+	if m.ConfigPath == "" {
+		m.ConfigPath = m.Getenv("DEPLOYBOT_CONFIG")
+	}
+	if m.ConfigPath == "" {
+		return fmt.Errorf("no configuration: pass --config FILE or set DEPLOYBOT_CONFIG\n%s", usage)
+	}
+	if m.Mode == "console" && m.As == "" {
+		return fmt.Errorf("the console needs --as USER_ID: the Slack user id you act as (one of slack.deployers)\n%s", usage)
+	}
+	return nil
+}
+
+// Run starts the program and blocks until ctx ends (or, for the console,
+// until its input ends).
+func (m *Main) Run(ctx context.Context) error {
+	cfg, err := config.Load(m.ConfigPath, m.Getenv)
+	if err != nil {
+		return err
+	}
+	m.Config = cfg
+	if m.Mode == "check-config" {
+		fmt.Fprintf(m.Stdout, "%s: ok (%d services)\n", m.ConfigPath, len(cfg.Services))
+		return nil
+	}
+	if m.Mode == "bot" {
+		if err := cfg.RequireSlackSecrets(); err != nil {
+			return err
+		}
+	}
+	if err := m.setupLog(); err != nil {
+		return err
+	}
+	m.Store, err = sqlite.Open(cfg.StatePath)
+	if err != nil {
+		return fmt.Errorf("opening state %s: %w", cfg.StatePath, err)
+	}
+	rb := steps.NewRunbooks(cfg)
+
+	var chat bot.Chat
+	var groups bot.Groups
+	var console *bot.Console
+	var api *slack.Client
+	switch m.Mode {
+	case "console":
+		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0])
+		chat = console
+		m.ready = func() bool { return true }
+	default:
+		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()))
+		sc := bot.NewSlackChat(api, m.Log)
+		chat, groups = sc, sc
+	}
+	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{})
+	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups)
+	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
+	m.Bot.Attach(m.Engine)
+	if err := m.Engine.Resume(ctx); err != nil {
+		return err
+	}
+	if err := m.serveHTTP(); err != nil {
+		return err
+	}
+	m.Log.Info("deploybot started", zap.String("mode", m.Mode), zap.Int("open_runs", len(m.Engine.OpenRuns())))
+
+	if console != nil {
+		console.Attach(m.Bot)
+		return console.Run(ctx, m.Stdin)
+	}
+	m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
+	m.ready = m.Socket.Connected
+	return m.Socket.Run(ctx)
+}
+
+// Close stops the engine (running steps stay recorded as running and resume
+// on the next start), flushes messages and closes the store.
+func (m *Main) Close() error {
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+	}
+	if m.Engine != nil {
+		m.Engine.Close()
+	}
+	if m.Bot != nil {
+		m.Bot.Flush(10 * time.Second)
+		m.Bot.Close()
+	}
+	if m.Store != nil {
+		errs = append(errs, m.Store.Close())
+	}
+	if m.sentry {
+		sentry.Flush(2 * time.Second)
+	}
+	if m.Log != nil {
+		_ = m.Log.Sync()
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPAddr is where /healthz, /readyz and /metrics listen (after Run starts).
+func (m *Main) HTTPAddr() string { return m.httpAddr }
+
+func (m *Main) setupLog() error {
+	level, err := zapcore.ParseLevel(m.Config.Log.Level)
+	if err != nil {
+		return err
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	var encoder zapcore.Encoder = zapcore.NewJSONEncoder(enc)
+	if m.Config.Log.Format == "console" {
+		encoder = zapcore.NewConsoleEncoder(enc)
+	}
+	// The console prints the conversation on stdout; logs go to stderr.
+	core := zapcore.NewCore(encoder, zapcore.AddSync(m.Stderr), level)
+	var opts []zap.Option
+	if dsn := m.Config.Secrets.SentryDSN; dsn.IsSet() {
+		if err := sentry.Init(sentry.ClientOptions{Dsn: dsn.Reveal(), AttachStacktrace: true}); err != nil {
+			return errors.New("SENTRY_DSN is not a valid DSN")
+		}
+		m.sentry = true
+		// The bot's own errors go to Sentry: every error-level log entry.
+		opts = append(opts, zap.Hooks(func(e zapcore.Entry) error {
+			if e.Level >= zapcore.ErrorLevel {
+				sentry.CaptureMessage(e.Message)
+			}
+			return nil
+		}))
+	}
+	m.Log = zap.New(core, opts...)
+	return nil
+}
+
+func (m *Main) serveHTTP() error {
+	addr := m.Config.HTTPAddr
+	if addr == "" || addr == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http_addr %s: %w", addr, err)
+	}
+	m.httpAddr = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if m.ready == nil || !m.ready() {
+			http.Error(w, "not connected to Slack", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		open := m.Engine.OpenRuns()
+		fmt.Fprintf(w, "# HELP deploybot_open_runs Runs not yet ended.\n# TYPE deploybot_open_runs gauge\ndeploybot_open_runs %d\n", len(open))
+		up := 0
+		if m.ready != nil && m.ready() {
+			up = 1
+		}
+		fmt.Fprintf(w, "# HELP deploybot_connected Whether the Slack connection is up.\n# TYPE deploybot_connected gauge\ndeploybot_connected %d\n", up)
+	})
+	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = m.http.Serve(ln) }()
+	return nil
+}

@@ -1,0 +1,30 @@
+// Command deploybot runs the deployment runbook from Slack (Socket Mode), or
+// in a terminal with `deploybot console`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	m := NewMain()
+	m.Stdin, m.Stdout, m.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := m.ParseArgs(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := m.Run(ctx)
+	if cerr := m.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "deploybot:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,151 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Step is the behaviour behind one runbook step. Manual steps ask a person;
+// automated steps (Terraform, GitHub, …) do the work and may also wait for a
+// person, for instance to approve a plan.
+type Step interface {
+	Spec() Spec
+	// Start does the step's work when it becomes current or is retried. It
+	// runs without the run's lock held and must honour ctx: cancelling the
+	// run cancels it.
+	Start(ctx context.Context, x *Exec) Result
+	// Act answers a click on one of the buttons the step offered while it
+	// waits. The engine has already checked who may click and that the
+	// button is current.
+	Act(ctx context.Context, x *Exec, a Action) Result
+}
+
+// Compensator is implemented by steps whose effect must be undone whenever
+// the run ends without success after the step started: the
+// data_refresh_cleared flag, for one. The engine records that compensation is
+// needed before running it, so a crash cannot skip it.
+type Compensator interface {
+	Compensate(ctx context.Context, x *Exec) error
+}
+
+// Gate says who may answer a waiting step.
+type Gate int
+
+const (
+	// GateRequesterOrApprover: the person who started the run, or any approver.
+	GateRequesterOrApprover Gate = iota
+	// GateApprover: approvers only (approve, publish, confirm).
+	GateApprover
+)
+
+func (g Gate) String() string {
+	if g == GateApprover {
+		return "an approver"
+	}
+	return "the requester or an approver"
+}
+
+// Spec describes a step: what the checklist shows, what the runbook says, and
+// the rules the engine enforces around it.
+type Spec struct {
+	ID          string
+	Title       string
+	Instruction string // the runbook's own words, shown when a person must act
+	Gate        Gate
+	// Environment names the deploy environment the step acts on, if any.
+	Environment string
+	// FourEyes: the requester may not give the affirmative answer (approve,
+	// publish, confirm, done) themselves.
+	FourEyes bool
+	// Idempotent steps are simply started again when the process died while
+	// they ran; others are marked interrupted for a person to decide.
+	Idempotent bool
+}
+
+// Action is a click on a step's button.
+type Action struct {
+	Verb   string
+	User   string
+	Reason string
+	At     time.Time
+}
+
+// Exec is what a step sees while it runs: a snapshot of the run and ways to
+// record data and talk in the thread. Changes are committed with the step's
+// result.
+type Exec struct {
+	Run     *Run       // snapshot; do not modify
+	Step    *StepState // snapshot; do not modify
+	data    map[string]string
+	runData map[string]string
+	version string
+	say     func(string)
+}
+
+func newExec(r *Run, s *StepState, say func(string)) *Exec {
+	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, say: say}
+}
+
+// Say posts a line in the run's thread at once (progress, output).
+func (x *Exec) Say(format string, args ...any) {
+	if x.say != nil {
+		x.say(fmt.Sprintf(format, args...))
+	}
+}
+
+// Get returns a value the step saved earlier (it survives restarts).
+func (x *Exec) Get(key string) string {
+	if v, ok := x.data[key]; ok {
+		return v
+	}
+	return x.Step.Data[key]
+}
+
+// Set saves a value with the step's state.
+func (x *Exec) Set(key, value string) { x.data[key] = value }
+
+// RunValue returns a run-wide value set by an earlier step.
+func (x *Exec) RunValue(key string) string {
+	if v, ok := x.runData[key]; ok {
+		return v
+	}
+	return x.Run.Data[key]
+}
+
+// SetRunValue saves a run-wide value for later steps.
+func (x *Exec) SetRunValue(key, value string) { x.runData[key] = value }
+
+// SetVersion records the version the run deploys, once a step learns it.
+func (x *Exec) SetVersion(v string) { x.version = v }
+
+// Result is what a step's Start or Act produced.
+type Result struct {
+	Status    StepStatus // StepDone, StepSkipped, StepWaiting or StepFailed
+	Note      string     // one line for the checklist
+	Say       string     // posted in the thread
+	Prompt    string     // for StepWaiting
+	Buttons   []Button   // for StepWaiting (Cancel is added by the engine)
+	WaitingOn string     // for StepWaiting; defaults to the step's gate
+	// Approval, when set, is recorded with the transition.
+	Approval *Approval
+	// EndRun ends the run unsuccessfully after this transition (a rejected
+	// plan): compensations run and the lock is released.
+	EndRun string
+}
+
+// Done finishes a step.
+func Done(note string) Result { return Result{Status: StepDone, Note: note} }
+
+// Skipped finishes a step without doing it.
+func Skipped(note string) Result { return Result{Status: StepSkipped, Note: note} }
+
+// Wait asks people to act.
+func Wait(prompt string, buttons ...Button) Result {
+	return Result{Status: StepWaiting, Prompt: prompt, Buttons: buttons}
+}
+
+// Failed fails a step; the run waits for Retry, Cancel or Incident.
+func Failed(err error) Result {
+	return Result{Status: StepFailed, Note: err.Error()}
+}
