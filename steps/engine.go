@@ -145,9 +145,10 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	e.mu.Lock()
 	e.runs[r.ID] = l
 	e.mu.Unlock()
-	e.notify.RunChanged(r.Clone())
+	snap := r.Clone()
+	e.notify.RunChanged(snap)
 	e.kick(r.ID)
-	return r.Clone(), nil
+	return snap.Clone(), nil
 }
 
 // Resume reloads open runs after a start: it re-announces them (so their
@@ -177,8 +178,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 
 		l.mu.Lock()
 		if r.State == RunEnding {
+			snap := r.Clone()
 			l.mu.Unlock()
-			e.notify.RunChanged(r.Clone())
+			e.notify.RunChanged(snap)
 			e.goEnd(r.ID)
 			continue
 		}
@@ -377,8 +379,9 @@ func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 			return e.refused(ctx, req, "only <@%s>, who started %s, or an approver may cancel it.", r.Requester, runID)
 		}
 	}
+	snap := r.Clone()
 	l.mu.Unlock()
-	e.notify.Say(r.Clone(), fmt.Sprintf("<@%s> cancelled the run at %s UTC", user, e.now().UTC().Format("15:04:05")))
+	e.notify.Say(snap, fmt.Sprintf("<@%s> cancelled the run at %s UTC", user, e.now().UTC().Format("15:04:05")))
 	e.end(runID, RunCancelled, fmt.Sprintf("cancelled by <@%s>", user), AuditEvent{Actor: user, Action: "run.cancel"})
 	return nil
 }
