@@ -70,7 +70,7 @@ func (c *Console) print(ts string, v View) {
 		return
 	}
 	c.rendered[ts] = text
-	fmt.Fprintf(c.out, "\n┌──────────────────────────────────────────\n%s\n", indent(text, "│ "))
+	fmt.Fprintf(c.out, "\n┌──────────────────────────────────────────\n│ %s\n", indent(text, "│ "))
 	// Choices belong to the newest message that offers any: the runbook's
 	// current step.
 	var cs []choice

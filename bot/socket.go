@@ -198,4 +198,3 @@ func (s *Socket) badMessage(ctx context.Context, evt socketmode.Event) {
 		}()
 	}
 }
-

@@ -208,6 +208,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 			return err
 		}
 		e.notify.RunChanged(snap)
+		if cur := snap.Current(); cur != nil {
+			e.notify.Say(snap, fmt.Sprintf(":arrows_counterclockwise: deploybot restarted and picked this run up again at step %d, “%s” (%s).", cur.Index+1, cur.Title, cur.Status))
+		}
 		e.kick(r.ID)
 	}
 	return nil

@@ -580,3 +580,41 @@ func TestOpenRefusesMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestSurvivesCrash opens a copy of the files as a killed process leaves
+// them: never closed, the latest commits only in the WAL.
+func TestSurvivesCrash(t *testing.T) {
+	db, path := openTest(t)
+	r := newRun("api")
+	mustCreate(t, db, r, steps.AuditEvent{Action: "run.started"})
+	r.Steps[1].Status = steps.StepDone
+	if err := db.SaveRun(ctx, r, steps.Changes{Events: []steps.AuditEvent{{Action: "step.done"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatalf("no WAL to recover from: %v", err)
+	}
+	crashed := filepath.Join(t.TempDir(), "deploybot.db")
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(crashed+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db2, err := Open(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	runs, err := db2.OpenRuns(ctx)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("OpenRuns after crash = %d runs, %v", len(runs), err)
+	}
+	equalRuns(t, runs[0], r)
+	if ev, _ := db2.Audit(ctx, r.ID); len(ev) != 2 {
+		t.Errorf("audit after crash: %+v", ev)
+	}
+}

@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Build deploybot and Terraform 1.5.7 (the last MPL release, from the Go
+# module proxy), then run them as an unprivileged user next to git.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/deploybot ./cmd/deploybot
+RUN CGO_ENABLED=0 GOBIN=/out go install github.com/hashicorp/terraform@v1.5.7
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates openssh-client \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 deploybot
+COPY --from=build /out/deploybot /out/terraform /usr/local/bin/
+USER deploybot
+WORKDIR /home/deploybot
+# state_path and infra.workdir should point into this volume.
+VOLUME ["/home/deploybot/state"]
+ENV DEPLOYBOT_CONFIG=/etc/deploybot/config.yaml
+EXPOSE 9090
+ENTRYPOINT ["/usr/local/bin/deploybot"]
