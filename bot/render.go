@@ -81,16 +81,13 @@ func RenderRun(r *steps.Run) View {
 		}
 		lines = append(lines, line)
 	}
-	for _, chunk := range chunkLines(lines, maxSectionText) {
-		blocks = append(blocks, Block{Kind: Section, Text: chunk})
-	}
-
+	var tail []Block
 	for _, st := range r.Steps {
 		if len(st.Buttons) == 0 || !r.State.Open() || r.State == steps.RunEnding {
 			continue
 		}
 		if st.Prompt != "" {
-			blocks = append(blocks, Block{Kind: Section, Text: truncate(fmt.Sprintf("*%d. %s*\n%s", st.Index+1, st.Title, st.Prompt), maxSectionText)})
+			tail = append(tail, Block{Kind: Section, Text: truncate(fmt.Sprintf("*%d. %s*\n%s", st.Index+1, st.Title, st.Prompt), maxSectionText)})
 		}
 		var bs []Button
 		for _, b := range st.Buttons {
@@ -100,16 +97,27 @@ func RenderRun(r *steps.Run) View {
 			bs = append(bs, Button{Label: b.Label, Style: b.Style,
 				ActionID: ActionID(b.Verb, r.ID, st.Index), Value: ButtonValue(r.ID, st.Index, st.Seq)})
 		}
-		blocks = append(blocks, Block{Kind: Actions, Buttons: bs})
+		tail = append(tail, Block{Kind: Actions, Buttons: bs})
 	}
 	if r.Outcome != "" && !r.State.Open() {
-		blocks = append(blocks, Block{Kind: Context, Text: truncate("Outcome: "+r.Outcome, maxSectionText)})
+		tail = append(tail, Block{Kind: Context, Text: truncate("Outcome: "+r.Outcome, maxSectionText)})
 	}
-	blocks = append(blocks, Block{Kind: Context, Text: "Updated " + r.UpdatedAt.UTC().Format("2006-01-02 15:04:05") + " UTC · details in the thread"})
-	if len(blocks) > maxBlocks {
-		// Never expected with real runbooks; keep the message valid anyway.
-		blocks = append(blocks[:maxBlocks-1], blocks[len(blocks)-1])
+	tail = append(tail, Block{Kind: Context, Text: "Updated " + r.UpdatedAt.UTC().Format("2006-01-02 15:04:05") + " UTC · details in the thread"})
+
+	// The checklist gets whatever room the head and the buttons leave: the
+	// buttons of the waiting step must never be the part that is cut.
+	chunks := chunkLines(lines, maxSectionText)
+	if room := maxBlocks - len(blocks) - len(tail); len(chunks) > room {
+		chunks = chunks[:max(room, 0)]
+		if len(chunks) > 0 {
+			last := chunks[len(chunks)-1]
+			chunks[len(chunks)-1] = truncate(last, maxSectionText-40) + "\n… more steps in `/deploy status`"
+		}
 	}
+	for _, c := range chunks {
+		blocks = append(blocks, Block{Kind: Section, Text: c})
+	}
+	blocks = append(blocks, tail...)
 	return View{Text: truncate(fallbackText(r), maxText), Blocks: blocks}
 }
 

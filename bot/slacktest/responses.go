@@ -144,6 +144,9 @@ func (s *Server) ackResponseLocked(e *Envelope, payload json.RawMessage) {
 		s.rejectLocked("ack", "invalid_payload", err.Error())
 		return
 	}
+	if b.Text == "" && !present(b.Blocks) && !present(b.Attachments) {
+		return // an ack like {} shows nothing
+	}
 	if ru := s.respURLs[strings.TrimPrefix(e.ResponseURL, s.hs.URL)]; ru != nil {
 		if code, detail := s.respondLocked(ru, b); code != "" {
 			s.rejectLocked("ack", code, detail)
@@ -153,9 +156,9 @@ func (s *Server) ackResponseLocked(e *Envelope, payload json.RawMessage) {
 
 // respondLocked applies one response; code is "" when it was accepted.
 func (s *Server) respondLocked(ru *responseURL, b responseBody) (code, detail string) {
-	hasBlocks := len(b.Blocks) > 0 && !bytes.Equal(bytes.TrimSpace(b.Blocks), []byte("null"))
+	hasBlocks := present(b.Blocks)
 	att := ""
-	if len(b.Attachments) > 0 && !bytes.Equal(b.Attachments, []byte("null")) {
+	if present(b.Attachments) {
 		att = string(b.Attachments)
 	}
 	c, code, detail := checkContent(b.Text, true, string(b.Blocks), hasBlocks, att)
@@ -238,4 +241,10 @@ func (s *Server) deleteLocked(m *storedMsg) {
 		delete(ch.byTS, m.TS)
 	}
 	s.notifyLocked()
+}
+
+// present tells a JSON field that was sent from one absent or null.
+func present(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && !bytes.Equal(t, []byte("null"))
 }

@@ -175,11 +175,11 @@ func TestDroppedConnectionReconnects(t *testing.T) {
 }
 
 func TestPingFramesKeepClientAlive(t *testing.T) {
-	srv := newServer(t, Options{PingInterval: 30 * time.Millisecond})
-	startBot(t, srv, ackAll, socketmode.OptionPingInterval(200*time.Millisecond))
+	srv := newServer(t, Options{PingInterval: 25 * time.Millisecond})
+	startBot(t, srv, ackAll, socketmode.OptionPingInterval(400*time.Millisecond))
 	waitConnected(t, srv, 1)
-	srv.WaitFor(t, wait, "pongs over several client ping intervals", func() bool { return srv.PongsReceived() >= 20 })
-	if srv.ConnectionsOpened() != 1 || srv.PingsSent() < 20 {
+	srv.WaitFor(t, wait, "pongs over two client ping intervals", func() bool { return srv.PongsReceived() >= 40 })
+	if srv.ConnectionsOpened() != 1 || srv.PingsSent() < 40 {
 		t.Errorf("opened %d connections, sent %d pings", srv.ConnectionsOpened(), srv.PingsSent())
 	}
 

@@ -566,6 +566,7 @@ func (s *Server) Unacked() []*Envelope {
 			out = append(out, ds[len(ds)-1])
 		}
 	}
+	slices.SortFunc(out, func(a, b *Envelope) int { return a.sentAt.Compare(b.sentAt) })
 	return out
 }
 
