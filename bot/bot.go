@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -51,8 +50,8 @@ func New(cfg *config.Config, chat Chat, log *zap.Logger, opts Options) *Bot {
 	return b
 }
 
-// Attach wires the engine (which in turn notifies the bot).
-func (b *Bot) Attach(e *steps.Engine) { b.eng = e }
+// SetEngine wires the engine (which in turn notifies the bot).
+func (b *Bot) SetEngine(e *steps.Engine) { b.eng = e }
 
 func escape(s string) string { return steps.Escape(s) }
 
@@ -174,60 +173,4 @@ func (b *Bot) statusView(ctx context.Context) View {
 		text += "\n*Locks*\n" + strings.Join(ls, "\n")
 	}
 	return View{Text: "deploybot status", Blocks: []Block{{Kind: Section, Text: truncate(text, maxSectionText)}}}
-}
-
-// RunChanged implements steps.Notifier: the run's message is brought up to
-// date in the background, coalescing bursts of changes into one update.
-func (b *Bot) RunChanged(r *steps.Run) {
-	p := b.publisher(r)
-	p.mu.Lock()
-	p.latest = r
-	p.dirty = true
-	p.mu.Unlock()
-	b.pump(p)
-}
-
-// Say implements steps.Notifier: a line in the run's thread, in order.
-func (b *Bot) Say(r *steps.Run, text string) {
-	p := b.publisher(r)
-	p.mu.Lock()
-	if p.latest == nil {
-		p.latest, p.dirty = r, true
-	}
-	p.says = append(p.says, text)
-	p.mu.Unlock()
-	b.pump(p)
-}
-
-// Flush waits until every queued message has been sent (tests, shutdown).
-func (b *Bot) Flush(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	t := time.AfterFunc(timeout, func() { b.mu.Lock(); b.idle.Broadcast(); b.mu.Unlock() })
-	defer t.Stop()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.busy() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		b.idle.Wait()
-	}
-	return true
-}
-
-func (b *Bot) busy() bool {
-	for _, p := range b.pubs {
-		p.mu.Lock()
-		busy := p.running
-		p.mu.Unlock()
-		if busy {
-			return true
-		}
-	}
-	return false
-}
-
-// Close waits for pending messages to go out.
-func (b *Bot) Close() {
-	b.wg.Wait()
 }

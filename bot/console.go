@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -54,6 +56,23 @@ func (c *Console) Post(ctx context.Context, channel, threadTS string, v View) (s
 	}
 	c.print(ts, v)
 	return ts, nil
+}
+
+// Upload implements Chat: the console writes the file next to its state
+// and prints where.
+func (c *Console) Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	dir := filepath.Join(os.TempDir(), "deploybot-console")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, filepath.Base(name))
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "    ↳ [file] %s: %s\n", title, path)
+	return nil
 }
 
 // Update implements Chat.

@@ -11,9 +11,10 @@ import (
 )
 
 // publisher keeps one run's Slack presence current: it posts the parent
-// message once, then edits it with chat.update, and posts thread lines in
-// order. One goroutine per run at most, started on demand, so a slow Slack
-// never holds up the engine and bursts collapse into one edit.
+// message once, then edits it with chat.update, and sends thread messages
+// (lines, files, live progress) in order. One goroutine per run at most,
+// started on demand, so a slow Slack never holds up the engine and bursts
+// of changes collapse into one edit.
 type publisher struct {
 	runID   string
 	channel string
@@ -22,8 +23,18 @@ type publisher struct {
 	ts      string
 	latest  *steps.Run
 	dirty   bool
-	says    []string
+	ops     []threadOp
+	live    map[string]string // live key → thread message ts
 	running bool
+}
+
+// threadOp is one thing to send into the run's thread.
+type threadOp struct {
+	text    string
+	file    []byte // with name and title: an upload
+	name    string
+	title   string
+	liveKey string // with text: edit the live message of that key
 }
 
 func (b *Bot) publisher(r *steps.Run) *publisher {
@@ -31,10 +42,56 @@ func (b *Bot) publisher(r *steps.Run) *publisher {
 	defer b.mu.Unlock()
 	p := b.pubs[r.ID]
 	if p == nil {
-		p = &publisher{runID: r.ID, channel: r.Channel, ts: r.MessageTS}
+		p = &publisher{runID: r.ID, channel: r.Channel, ts: r.MessageTS, live: map[string]string{}}
 		b.pubs[r.ID] = p
 	}
 	return p
+}
+
+// RunChanged implements steps.Notifier: the run's message is brought up to
+// date in the background.
+func (b *Bot) RunChanged(r *steps.Run) {
+	p := b.publisher(r)
+	p.mu.Lock()
+	p.latest = r
+	p.dirty = true
+	p.mu.Unlock()
+	b.pump(p)
+}
+
+// Say implements steps.Notifier: a line in the run's thread.
+func (b *Bot) Say(r *steps.Run, text string) { b.enqueue(r, threadOp{text: text}) }
+
+// Attach implements steps.Notifier: a file in the run's thread.
+func (b *Bot) Attach(r *steps.Run, name, title string, content []byte) {
+	b.enqueue(r, threadOp{name: name, title: title, file: content})
+}
+
+// Live implements steps.Notifier: one thread message edited as it grows.
+func (b *Bot) Live(r *steps.Run, key, text string) {
+	p := b.publisher(r)
+	p.mu.Lock()
+	// Only the newest text of a live message matters: replace a queued one.
+	for i := range p.ops {
+		if p.ops[i].liveKey == key {
+			p.ops[i].text = text
+			p.mu.Unlock()
+			return
+		}
+	}
+	p.mu.Unlock()
+	b.enqueue(r, threadOp{liveKey: key, text: text})
+}
+
+func (b *Bot) enqueue(r *steps.Run, op threadOp) {
+	p := b.publisher(r)
+	p.mu.Lock()
+	if p.latest == nil {
+		p.latest, p.dirty = r, true
+	}
+	p.ops = append(p.ops, op)
+	p.mu.Unlock()
+	b.pump(p)
 }
 
 func (b *Bot) pump(p *publisher) {
@@ -55,55 +112,51 @@ func (b *Bot) pump(p *publisher) {
 // sendTimeout bounds one Slack call including its rate-limit retries.
 const sendTimeout = 30 * time.Second
 
+// drain sends what is queued: the parent message first (thread messages
+// need its ts), then thread messages in order, then the latest render.
 func (b *Bot) drain(p *publisher) {
 	for {
 		p.mu.Lock()
 		if p.ts == "" && p.latest != nil && p.latest.MessageTS != "" {
 			p.ts = p.latest.MessageTS
 		}
-		ts, latest, dirty, says := p.ts, p.latest, p.dirty, p.says
+		ts, latest, dirty := p.ts, p.latest, p.dirty
+		var op *threadOp
 		switch {
 		case latest == nil:
 		case ts == "":
 			p.dirty = false
-		case len(says) > 0:
-			p.says = nil
+		case len(p.ops) > 0:
+			o := p.ops[0]
+			p.ops = p.ops[1:]
+			op = &o
 		case dirty:
 			p.dirty = false
 		default:
-			p.running = false
-			ended := !latest.State.Open()
-			p.mu.Unlock()
-			b.mu.Lock()
-			if ended {
-				p.mu.Lock()
-				if !p.running && len(p.says) == 0 && !p.dirty {
-					delete(b.pubs, p.runID)
-				}
-				p.mu.Unlock()
-			}
-			b.idle.Broadcast()
-			b.mu.Unlock()
+			b.idleLocked(p, latest)
 			return
+		}
+		liveTS := ""
+		if op != nil && op.liveKey != "" {
+			liveTS = p.live[op.liveKey]
 		}
 		p.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		switch {
-		case latest == nil:
-			cancel()
+		if latest == nil {
 			p.mu.Lock()
 			p.running = false
 			p.mu.Unlock()
 			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		switch {
 		case ts == "":
 			newTS, err := b.chat.Post(ctx, p.channel, "", RenderRun(latest))
 			if err != nil {
 				b.log.Error("posting run message failed", zap.String("run", p.runID), zap.Error(err))
 				cancel()
 				p.mu.Lock()
-				p.running = false
-				p.says = nil
+				p.running, p.ops = false, nil
 				p.mu.Unlock()
 				return
 			}
@@ -113,12 +166,8 @@ func (b *Bot) drain(p *publisher) {
 			if err := b.eng.SetMessage(ctx, p.runID, newTS); err != nil {
 				b.log.Error("recording run message failed", zap.String("run", p.runID), zap.Error(err))
 			}
-		case len(says) > 0:
-			for _, s := range says {
-				if _, err := b.chat.Post(ctx, p.channel, ts, textView(s)); err != nil {
-					b.log.Warn("thread post failed", zap.String("run", p.runID), zap.Error(err))
-				}
-			}
+		case op != nil:
+			b.sendOp(ctx, p, ts, liveTS, *op)
 		default:
 			if err := b.chat.Update(ctx, p.channel, ts, RenderRun(latest)); err != nil {
 				b.log.Warn("updating run message failed", zap.String("run", p.runID), zap.Error(err))
@@ -127,3 +176,76 @@ func (b *Bot) drain(p *publisher) {
 		cancel()
 	}
 }
+
+// idleLocked stops the drain; p.mu is held on entry and released.
+func (b *Bot) idleLocked(p *publisher, latest *steps.Run) {
+	p.running = false
+	ended := !latest.State.Open()
+	p.mu.Unlock()
+	b.mu.Lock()
+	if ended {
+		p.mu.Lock()
+		if !p.running && len(p.ops) == 0 && !p.dirty {
+			delete(b.pubs, p.runID)
+		}
+		p.mu.Unlock()
+	}
+	b.idle.Broadcast()
+	b.mu.Unlock()
+}
+
+func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op threadOp) {
+	switch {
+	case op.file != nil:
+		if err := b.chat.Upload(ctx, p.channel, ts, op.name, op.title, op.file); err != nil {
+			b.log.Warn("file upload failed", zap.String("run", p.runID), zap.Error(err))
+			_, _ = b.chat.Post(ctx, p.channel, ts, textView(":warning: Uploading "+escape(op.name)+" failed: "+escape(err.Error())))
+		}
+	case op.liveKey != "" && liveTS != "":
+		if err := b.chat.Update(ctx, p.channel, liveTS, textView(truncate(op.text, maxSectionText))); err != nil {
+			b.log.Warn("live update failed", zap.String("run", p.runID), zap.Error(err))
+		}
+	default:
+		newTS, err := b.chat.Post(ctx, p.channel, ts, textView(truncate(op.text, maxSectionText)))
+		if err != nil {
+			b.log.Warn("thread post failed", zap.String("run", p.runID), zap.Error(err))
+			return
+		}
+		if op.liveKey != "" {
+			p.mu.Lock()
+			p.live[op.liveKey] = newTS
+			p.mu.Unlock()
+		}
+	}
+}
+
+// Flush waits until every queued message has been sent (tests, shutdown).
+func (b *Bot) Flush(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	t := time.AfterFunc(timeout, func() { b.mu.Lock(); b.idle.Broadcast(); b.mu.Unlock() })
+	defer t.Stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.busy() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		b.idle.Wait()
+	}
+	return true
+}
+
+func (b *Bot) busy() bool {
+	for _, p := range b.pubs {
+		p.mu.Lock()
+		busy := p.running
+		p.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
+}
+
+// Close waits for pending messages to go out.
+func (b *Bot) Close() { b.wg.Wait() }

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,22 @@ func (s *SlackChat) Update(ctx context.Context, channel, ts string, v View) erro
 	})
 	if err != nil {
 		return fmt.Errorf("chat.update of %s/%s: %w", channel, ts, err)
+	}
+	return nil
+}
+
+// Upload implements Chat with the files.getUploadURLExternal flow
+// (files.upload is retired).
+func (s *SlackChat) Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error {
+	err := s.retry(ctx, func() error {
+		_, err := s.api.UploadFileContext(ctx, slack.UploadFileParameters{
+			Reader: bytes.NewReader(content), FileSize: len(content), Filename: name, Title: title,
+			Channel: channel, ThreadTimestamp: threadTS,
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("uploading %s: %w", name, err)
 	}
 	return nil
 }

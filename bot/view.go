@@ -44,6 +44,8 @@ type Chat interface {
 	Post(ctx context.Context, channel, threadTS string, v View) (string, error)
 	// Update replaces a message the bot posted.
 	Update(ctx context.Context, channel, ts string, v View) error
+	// Upload shares a file in a thread.
+	Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error
 }
 
 // Reply answers one user privately (a Slack ephemeral message).

@@ -177,6 +177,11 @@ type Environment struct {
 	Target           string // plan/apply -target; default "module.<Module>" so an apply never touches unrelated resources
 	ClearFlag        string // optional attribute set to true for this environment's apply and always restored to false
 	FourEyes         bool   // the approver must not be the requester
+	// BackendConfig (added key backend_config) is passed to `terraform init`
+	// as -backend-config=KEY=VALUE. "{workdir}" in a value is replaced by
+	// infra.workdir: each run plans in its own checkout, so a local state
+	// must live outside it.
+	BackendConfig map[string]string
 }
 
 // Rollback says how to roll a service back.

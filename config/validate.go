@@ -388,7 +388,7 @@ func (w *walker) environments(f fieldSet) []Environment {
 	for i, item := range items {
 		ep := fmt.Sprintf("%s[%d]", p, i)
 		e := Environment{}
-		ef, ok := w.fields(item, ep, "name", "dir", "file", "module", "version_attribute", "target", "clear_flag", "four_eyes")
+		ef, ok := w.fields(item, ep, "name", "dir", "file", "module", "version_attribute", "target", "clear_flag", "four_eyes", "backend_config")
 		if !ok {
 			out = append(out, e)
 			continue
@@ -405,6 +405,22 @@ func (w *walker) environments(f fieldSet) []Environment {
 		e.Target = w.str(ef, "target", false, def, target)
 		e.ClearFlag = w.str(ef, "clear_flag", false, "", ident)
 		e.FourEyes = w.boolean(ef, "four_eyes")
+		if n := ef.vals["backend_config"]; n != nil {
+			p := ef.at("backend_config")
+			n = deref(n)
+			switch {
+			case w.flagged[n]:
+			case n.Kind != yaml.MappingNode:
+				w.add(n, p, "want a mapping of backend setting to value (like { path: \"{workdir}/state/dev.tfstate\" }), got "+describe(n))
+			default:
+				e.BackendConfig = map[string]string{}
+				for _, kv := range w.entries(n, p) {
+					if v, ok := w.asString(kv.val, join(p, kv.key.Value)); ok {
+						e.BackendConfig[kv.key.Value] = v
+					}
+				}
+			}
+		}
 		if e.Name != "" {
 			if j, dup := seen[e.Name]; dup {
 				w.add(deref(ef.vals["name"]), join(ep, "name"), fmt.Sprintf("duplicate environment name %s (also %s[%d])", quote(e.Name), p, j))

@@ -19,6 +19,11 @@ type Notifier interface {
 	RunChanged(r *Run)
 	// Say posts a line in the run's thread.
 	Say(r *Run, text string)
+	// Attach uploads a file into the run's thread.
+	Attach(r *Run, name, title string, content []byte)
+	// Live posts text in the thread once, then edits that message whenever
+	// Live is called again with the same key.
+	Live(r *Run, key, text string)
 }
 
 // Policy answers who holds which role. Group membership may need a network
@@ -307,7 +312,7 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 	}
 
 	snap := r.Clone()
-	x := newExec(snap, snap.Step(st.Index), func(s string) { e.notify.Say(snap, s) })
+	x := e.newExec(snap, snap.Step(st.Index))
 	res := e.safeAct(l.steps[st.Index], ctx, x, Action{Verb: req.Verb, User: req.User, Reason: req.Reason, At: e.now().UTC()})
 	end, err := e.apply(ctx, l, st.Index, x, res, req.User, clicked)
 	l.mu.Unlock()
@@ -545,7 +550,7 @@ func (e *Engine) advance(runID string) {
 		l.mu.Unlock()
 		e.notify.RunChanged(snap)
 
-		x := newExec(snap, snap.Step(idx), func(s string) { e.notify.Say(snap, s) })
+		x := e.newExec(snap, snap.Step(idx))
 		res := e.safeStart(step, ctx, x)
 		cancel()
 
@@ -570,7 +575,7 @@ func (e *Engine) advance(runID string) {
 			e.end(runID, RunFailed, end)
 			return
 		}
-		if res.Status != StepDone && res.Status != StepSkipped {
+		if res.Status != StepDone && res.Status != StepSkipped && res.Rewind == "" {
 			return
 		}
 	}
@@ -601,6 +606,27 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 	st.Note = res.Note
 	st.Prompt, st.Buttons, st.WaitingOn = "", nil, ""
 	c := Changes{Events: events}
+	if res.Rewind != "" {
+		if to := r.StepByID(res.Rewind); to != nil && to.Index <= idx {
+			for k := to.Index; k <= idx; k++ {
+				s := &r.Steps[k]
+				s.Status, s.Actor = StepPending, ""
+				s.Prompt, s.Buttons, s.WaitingOn = "", nil, ""
+				s.Seq++
+			}
+			c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step.rewound", StepID: st.ID, Detail: "back to " + res.Rewind + ": " + res.Note})
+			if err := e.save(ctx, r, c); err != nil {
+				return "", err
+			}
+			snap := r.Clone()
+			if res.Say != "" {
+				e.notify.Say(snap, res.Say)
+			}
+			e.notify.RunChanged(snap)
+			return "", nil
+		}
+		res = Failed(fmt.Errorf("internal error: cannot go back to step %q", res.Rewind))
+	}
 	switch res.Status {
 	case StepDone, StepSkipped:
 		st.Status = res.Status
@@ -729,8 +755,8 @@ func (e *Engine) finish(runID string) {
 			continue
 		}
 		comp := l.steps[i].(Compensator)
-		x := newExec(r.Clone(), nil, func(s string) { e.notify.Say(r.Clone(), s) })
-		x.Step = x.Run.Step(i)
+		snap := r.Clone()
+		x := e.newExec(snap, snap.Step(i))
 		err := e.safeCompensate(comp, ctx, x)
 		ev := AuditEvent{Actor: BotActor, Action: "compensation.done", StepID: st.ID}
 		st.Comp = CompDone

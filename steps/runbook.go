@@ -14,6 +14,7 @@ import (
 type Runbooks struct {
 	cfg      *config.Config
 	builders map[string]Builder
+	prs      PullRequests
 }
 
 // Builder makes the automated form of a step from its spec and service. It

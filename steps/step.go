@@ -81,10 +81,28 @@ type Exec struct {
 	runData map[string]string
 	version string
 	say     func(string)
+	n       Notifier
 }
 
-func newExec(r *Run, s *StepState, say func(string)) *Exec {
-	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, say: say}
+func (e *Engine) newExec(r *Run, s *StepState) *Exec {
+	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify,
+		say: func(text string) { e.notify.Say(r, text) }}
+}
+
+// Attach uploads a file into the run's thread (a plan too large for a
+// message, for one).
+func (x *Exec) Attach(name, title string, content []byte) {
+	if x.n != nil {
+		x.n.Attach(x.Run, name, title, content)
+	}
+}
+
+// Live shows text in one thread message that is edited as the text grows
+// (apply progress). Callers throttle; the key names the message.
+func (x *Exec) Live(key, text string) {
+	if x.n != nil {
+		x.n.Live(x.Run, key, text)
+	}
 }
 
 // Say posts a line in the run's thread at once (progress, output).
@@ -132,6 +150,15 @@ type Result struct {
 	// EndRun ends the run unsuccessfully after this transition (a rejected
 	// plan): compensations run and the lock is released.
 	EndRun string
+	// Rewind sends the run back to the step with this id: it and every step
+	// after it up to this one become pending again (an apply refused because
+	// its plan went stale re-plans for a new approval).
+	Rewind string
+}
+
+// RewindTo goes back to an earlier step, saying why.
+func RewindTo(stepID, why string) Result {
+	return Result{Status: StepPending, Rewind: stepID, Note: why, Say: ":leftwards_arrow_with_hook: " + why}
 }
 
 // Done finishes a step.

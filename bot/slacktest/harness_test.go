@@ -155,7 +155,9 @@ func postJSON(t *testing.T, srv *Server, method, token, body string) map[string]
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, srv.APIURL()+method, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

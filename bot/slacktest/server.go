@@ -100,6 +100,8 @@ type Server struct {
 
 // Message is one message as Slack stores it.
 type Message struct {
+	// ThreadTS is the parent's ts on replies — and on the parent itself once
+	// it has replies, as Slack reports it.
 	Channel, TS, ThreadTS, User, Text string
 	// BotID is set for messages posted by a bot (the bot itself, or
 	// PostUserMessage with a botID).
@@ -141,6 +143,9 @@ type storedMsg struct {
 	Message
 	byBot   bool
 	replies []*storedMsg
+	// older holds earlier versions of Blocks, newest last: a client that has
+	// not yet redrawn still shows them, and its users can click them.
+	older []json.RawMessage
 }
 
 // NewServer starts a server on 127.0.0.1. Close it when done.
@@ -367,7 +372,11 @@ func (s *Server) Files() []File {
 	return out
 }
 
-// Rejected lists every refused call, in order.
+// Rejected lists every refusal, in order: Web API calls (Method is the API
+// method), and also posts to a response_url ("response_url"), uploads
+// ("upload"), malformed or unknown acks ("ack"), bad websocket tickets
+// ("websocket") and clicks on buttons that are not there ("click") — all of
+// them bugs a test should see.
 func (s *Server) Rejected() []Rejection {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -32,8 +32,12 @@ func TestHelloAndSlashCommand(t *testing.T) {
 		}
 		cmd := ev.Data.(slack.SlashCommand)
 		got.Store(cmd)
-		if cmd.Text == "with payload" {
+		switch cmd.Text {
+		case "with payload":
 			_ = b.sm.Ack(*ev.Request, map[string]any{"text": "on it"})
+			return
+		case "empty ack":
+			_ = b.sm.Ack(*ev.Request, map[string]any{}) // shows nothing, refuses nothing
 			return
 		}
 		_ = b.sm.Ack(*ev.Request)
@@ -78,7 +82,11 @@ func TestHelloAndSlashCommand(t *testing.T) {
 	if rs := srv.Responses(e2); len(rs) != 1 || rs[0].Text != "on it" {
 		t.Errorf("ack payload responses = %+v", rs)
 	}
-	if l := srv.AckLatencies(); len(l) != 2 || l[0] <= 0 || l[0] > time.Second {
+	e3 := srv.SlashCommand("U1", "C1", "/deploy", "empty ack")
+	if _, err := srv.WaitAck(e3, wait); err != nil {
+		t.Fatal(err)
+	}
+	if l := srv.AckLatencies(); len(l) != 3 || l[0] <= 0 || l[0] > time.Second {
 		t.Errorf("ack latencies = %v", l)
 	}
 	if len(srv.Unacked()) != 0 || srv.ConnectionsOpened() != 1 {
@@ -274,6 +282,10 @@ func TestPostUpdateThreadEphemeral(t *testing.T) {
 	}
 
 	// JSON bodies work like form bodies.
+	if got := postJSON(t, srv, "chat.postMessage", "", `{"token":"xoxb-test","channel":"C1","text":"x"}`); got["error"] != "not_authed" {
+		t.Errorf("token in a JSON body: %v", got)
+	}
+	srv.ClearRejected()
 	got := postJSON(t, srv, "chat.postMessage", "xoxb-test",
 		`{"channel":"C1","thread_ts":"`+ts+`","blocks":[{"type":"divider"}],"text":"json","unfurl_links":false}`)
 	if got["ok"] != true {
@@ -299,7 +311,7 @@ func TestPostUpdateThreadEphemeral(t *testing.T) {
 	if _, _, err := api.PostMessage("C1", slack.MsgOptionText("x", false), slack.MsgOptionTS("1.000001")); slackErr(err) != "thread_not_found" {
 		t.Errorf("reply to nothing: %v", err)
 	}
-	if srv.Calls("chat.update") != 4 || srv.Calls("chat.postMessage") != 5 {
+	if srv.Calls("chat.update") != 4 || srv.Calls("chat.postMessage") != 6 {
 		t.Errorf("calls: update %d, post %d", srv.Calls("chat.update"), srv.Calls("chat.postMessage"))
 	}
 }
@@ -425,16 +437,42 @@ func TestClick(t *testing.T) {
 	}
 	requireNoRejections(t, srv)
 
-	// Buttons that are not (or no longer) there cannot be clicked.
+	// A bare verb finds "verb:…" action ids.
+	ts2 := postButtons(t, srv)
+	e2 := srv.Click("U1", "C1", ts2, "reject", "run-1:step-2")
+	if _, err := srv.WaitAck(e2, wait); err != nil {
+		t.Fatal(err)
+	}
+	if c := cb.Load().(slack.InteractionCallback); c.ActionCallback.BlockActions[0].ActionID != "reject:x" {
+		t.Errorf("verb click = %+v", c.ActionCallback.BlockActions[0])
+	}
+	if m, _ := srv.Message("C1", ts); m.Text != "approved" || len(m.Blocks) != 0 {
+		t.Errorf("after edit: %+v", m)
+	}
+	requireNoRejections(t, srv)
+
+	// A stale view still shows the buttons the edit removed.
+	stale := srv.Click("U1", "C1", ts, "approve", "")
+	if _, err := srv.WaitAck(stale, wait); err != nil {
+		t.Fatal(err)
+	}
+	if c := cb.Load().(slack.InteractionCallback); c.ActionCallback.BlockActions[0].ActionID != "approve" ||
+		len(c.Message.Blocks.BlockSet) != 0 {
+		t.Errorf("stale click = %+v", c)
+	}
+	requireNoRejections(t, srv)
+
+	// Buttons that never were there cannot be clicked.
 	for _, bad := range []*Envelope{
-		srv.Click("U1", "C1", ts, "approve", ""),
+		srv.Click("U1", "C1", ts, "deploy", ""),
+		srv.Click("U1", "C1", ts2, "approve", "other-value"),
 		srv.Click("U1", "C1", "1.000001", "approve", ""),
 	} {
 		if _, err := srv.WaitAck(bad, time.Millisecond); err == nil {
 			t.Error("click on a missing button was delivered")
 		}
 	}
-	if n := len(srv.Rejected()); n != 2 {
+	if n := len(srv.Rejected()); n != 3 {
 		t.Errorf("rejections = %+v", srv.Rejected())
 	}
 }

@@ -45,6 +45,10 @@ type Main struct {
 	Bot    *bot.Bot
 	Socket *bot.Socket
 
+	// SentryTransport replaces the Sentry transport (tests use a
+	// sentry.MockTransport to see what would be reported).
+	SentryTransport sentry.Transport
+
 	http     *http.Server
 	httpAddr string
 	sentry   bool
@@ -132,7 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
-	m.Bot.Attach(m.Engine)
+	m.Bot.SetEngine(m.Engine)
 	if err := m.Engine.Resume(ctx); err != nil {
 		return err
 	}
@@ -196,7 +200,7 @@ func (m *Main) setupLog() error {
 	core := zapcore.NewCore(encoder, zapcore.AddSync(m.Stderr), level)
 	var opts []zap.Option
 	if dsn := m.Config.Secrets.SentryDSN; dsn.IsSet() {
-		if err := sentry.Init(sentry.ClientOptions{Dsn: dsn.Reveal(), AttachStacktrace: true}); err != nil {
+		if err := sentry.Init(sentry.ClientOptions{Dsn: dsn.Reveal(), AttachStacktrace: true, Transport: m.SentryTransport}); err != nil {
 			return errors.New("SENTRY_DSN is not a valid DSN")
 		}
 		m.sentry = true

@@ -8,10 +8,24 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/getsentry/sentry-go"
 )
 
 func main() {
 	m := NewMain()
+	defer func() {
+		// A panic outside a step (those are caught by the engine) still
+		// reaches Sentry before the process dies.
+		if p := recover(); p != nil {
+			if m.sentry {
+				sentry.CurrentHub().Recover(p)
+				sentry.Flush(2 * time.Second)
+			}
+			panic(p)
+		}
+	}()
 	m.Stdin, m.Stdout, m.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := m.ParseArgs(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,4 @@
+output "image" {
+  description = "Image the task definition runs."
+  value       = terraform_data.task_definition.output.image
+}

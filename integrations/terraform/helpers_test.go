@@ -1,0 +1,161 @@
+package terraform
+
+import (
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// wantTerraform is the release scripts/install-terraform.sh installs and the
+// infrastructure repository pins; other releases write incompatible state.
+const wantTerraform = "Terraform v1.5.7"
+
+var (
+	versionOnce sync.Once
+	versionLine string
+	versionErr  error
+)
+
+// terraformBin finds the pinned Terraform: $DEPLOYBOT_TERRAFORM, else
+// <repo root>/bin/terraform. It never falls back to PATH, where a newer
+// release may live.
+func terraformBin(tb testing.TB) string {
+	tb.Helper()
+	bin := os.Getenv("DEPLOYBOT_TERRAFORM")
+	if bin == "" {
+		bin = filepath.Join(repoRoot(tb), "bin", "terraform")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		msg := "Terraform 1.5.7 not found at " + bin + " (set DEPLOYBOT_TERRAFORM or run scripts/install-terraform.sh)"
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	versionOnce.Do(func() {
+		out, err := exec.Command(bin, "version").Output()
+		versionErr = err
+		versionLine, _, _ = strings.Cut(string(out), "\n")
+	})
+	if versionErr != nil {
+		tb.Fatalf("%s version: %v", bin, versionErr)
+	}
+	if strings.TrimSpace(versionLine) != wantTerraform {
+		tb.Fatalf("%s is %q, tests need %q: run scripts/install-terraform.sh", bin, versionLine, wantTerraform)
+	}
+	return bin
+}
+
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// copyExample copies examples/infrastructure into a temp dir, leaving out
+// anything a manual run may have left there (working dirs, state, plans).
+func copyExample(tb testing.TB) string {
+	tb.Helper()
+	src := filepath.Join(repoRoot(tb), "examples", "infrastructure")
+	dst := tb.TempDir()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		name := d.Name()
+		if d.IsDir() {
+			if name == ".terraform" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if strings.Contains(name, ".tfstate") || strings.HasSuffix(name, ".tfplan") || name == ".terraform.lock.hcl" {
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(filepath.Join(dst, rel))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dst
+}
+
+// testLog collects Runner.Log output and replays it on failure.
+type testLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newRunner(tb testing.TB, dir string) (*Runner, *testLog) {
+	tb.Helper()
+	bin := terraformBin(tb)
+	log := &testLog{}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("terraform output in %s:\n%s", dir, log.String())
+		}
+	})
+	return &Runner{Bin: bin, Dir: dir, Log: log}, log
+}
+
+func readFile(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}

@@ -1,0 +1,339 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// planChars bounds the diff posted in the thread: one section of a message
+// (3000 characters) less the code fence and headline.
+const planChars = 2700
+
+// planStep plans an environment and asks approvers to approve exactly that
+// plan: its file's hash and the commit it was planned from are recorded with
+// the approval, and the apply checks both.
+type planStep struct{ infraStep }
+
+func (s *planStep) Start(ctx context.Context, x *Exec) Result {
+	t, err := s.tree(ctx, x)
+	if err != nil {
+		return Failed(err)
+	}
+	// Any earlier approval of this environment is void from here on.
+	for _, k := range []string{"approved_sha256", "approved_commit", "approver"} {
+		x.SetRunValue(planKey(s.env.Name, k), "")
+	}
+	p, err := t.Plan(ctx, s.env, planChars)
+	if err != nil {
+		return Failed(fmt.Errorf("terraform plan of %s: %w", s.env.Dir, err))
+	}
+	x.Set("sha256", p.SHA256)
+	x.Set("commit", p.Commit)
+	x.SetRunValue(planKey(s.env.Name, "summary"), p.Summary)
+	x.SetRunValue(planKey(s.env.Name, "sha256"), p.SHA256)
+	x.SetRunValue(planKey(s.env.Name, "commit"), p.Commit)
+	if !p.HasChanges {
+		x.SetRunValue(planKey(s.env.Name, "nochanges"), "true")
+		return Done(fmt.Sprintf("no changes in %s: nothing to approve or apply", s.env.Name))
+	}
+	x.SetRunValue(planKey(s.env.Name, "nochanges"), "")
+	head := fmt.Sprintf("*Plan for %s* (`%s`, plan `%s` from `%s`): %s", s.env.Name, s.env.Dir, short(p.SHA256), short(p.Commit), p.Summary)
+	if p.Warning {
+		head = ":warning: *This plan destroys or replaces resources.* " + head
+	}
+	x.Say("%s\n```\n%s\n```", head, Escape(p.Rendered))
+	if !p.Complete {
+		x.Attach(fmt.Sprintf("plan-%s-%s.txt", x.Run.ID, s.env.Name), fmt.Sprintf("Full plan for %s (%s)", s.env.Name, p.Summary), []byte(p.Full))
+		x.Say("The plan is too long for a message: the most important changes are above, the whole plan is in the attached file.")
+	}
+	prompt := fmt.Sprintf("%s\nApprove applies exactly plan `%s` (made from `%s`); nothing else.", p.Summary, short(p.SHA256), short(p.Commit))
+	if p.Warning {
+		prompt = ":warning: destroys or replaces resources. " + prompt
+	}
+	return Wait(prompt,
+		Button{Verb: VerbApprove, Label: "Approve", Style: "primary"},
+		Button{Verb: VerbReject, Label: "Reject", Style: "danger"})
+}
+
+func (s *planStep) Act(ctx context.Context, x *Exec, a Action) Result {
+	sha, commit := x.Get("sha256"), x.Get("commit")
+	switch a.Verb {
+	case VerbApprove:
+		x.SetRunValue(planKey(s.env.Name, "approved_sha256"), sha)
+		x.SetRunValue(planKey(s.env.Name, "approved_commit"), commit)
+		x.SetRunValue(planKey(s.env.Name, "approver"), a.User)
+		r := Done(fmt.Sprintf("plan `%s` approved by <@%s>", short(sha), a.User))
+		r.Approval = &Approval{Approver: a.User, Decision: VerbApprove, PlanSHA256: sha, Commit: commit}
+		r.Say = fmt.Sprintf(":white_check_mark: <@%s> approved plan `%s` for %s (from `%s`) at %s UTC.", a.User, short(sha), s.env.Name, short(commit), a.At.UTC().Format("15:04:05"))
+		return r
+	case VerbReject:
+		r := Failed(fmt.Errorf("plan `%s` rejected by <@%s>", short(sha), a.User))
+		r.Approval = &Approval{Approver: a.User, Decision: VerbReject, PlanSHA256: sha, Commit: commit}
+		r.EndRun = fmt.Sprintf("the %s plan was rejected by <@%s>", s.env.Name, a.User)
+		return r
+	}
+	return s.infraStep.Act(ctx, x, a)
+}
+
+// applyStep applies the approved plan file, and only it: the file's hash and
+// the base branch must be as they were when it was approved, or the step
+// goes back to planning for a new approval.
+type applyStep struct{ infraStep }
+
+func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
+	env := s.env.Name
+	if x.RunValue(planKey(env, "nochanges")) == "true" {
+		return Skipped("the plan had no changes")
+	}
+	want := x.RunValue(planKey(env, "approved_sha256"))
+	approvedAt := x.RunValue(planKey(env, "approved_commit"))
+	if want == "" {
+		return RewindTo("plan:"+env, fmt.Sprintf("No approved plan for %s: planning again for approval.", env))
+	}
+	t, err := s.tree(ctx, x)
+	if err != nil {
+		return Failed(err)
+	}
+	got, err := t.PlanSHA256(s.env)
+	if err != nil || got != want {
+		what := "is gone"
+		if err == nil {
+			what = fmt.Sprintf("is now `%s`", short(got))
+		}
+		return RewindTo("plan:"+env, fmt.Sprintf("Apply refused: the plan file approved as `%s` %s. Planning %s again for a new approval.", short(want), what, env))
+	}
+	remote, err := t.RemoteBaseCommit(ctx)
+	if err != nil {
+		return Failed(fmt.Errorf("checking the base branch before applying: %w", err))
+	}
+	if remote != approvedAt {
+		return RewindTo("plan:"+env, fmt.Sprintf("Apply refused: the base branch moved from `%s` to `%s` since the plan was approved. Planning %s again for a new approval.", short(approvedAt), short(remote), env))
+	}
+	x.Say(":rocket: Applying plan `%s` to %s…", short(want), env)
+	prog := newProgress(x, "apply:"+env, fmt.Sprintf("terraform apply (%s)", env))
+	err = t.Apply(ctx, s.env, prog)
+	prog.flush()
+	if err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "Saved plan is stale") {
+			return RewindTo("plan:"+env, fmt.Sprintf("Apply refused by Terraform: the saved plan is stale. Planning %s again for a new approval.", env))
+		}
+		return Failed(fmt.Errorf("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500))))
+	}
+	x.SetRunValue(planKey(env, "applied"), "true")
+	r := Done(fmt.Sprintf("applied plan `%s`: %s", short(want), x.RunValue(planKey(env, "summary"))))
+	r.Say = fmt.Sprintf(":white_check_mark: %s applied: `%s` is now `%s`.", env, s.env.VersionAttribute, Escape(x.Run.Version))
+	return r
+}
+
+// progress streams apply output into one thread message, edited at most
+// every progressEvery with the latest lines, so Slack's rate limits and
+// message size are respected however chatty Terraform is.
+type progress struct {
+	x     *Exec
+	key   string
+	title string
+
+	mu    sync.Mutex
+	buf   []byte
+	lines []string
+	last  time.Time
+}
+
+const (
+	progressEvery = 2 * time.Second
+	progressLines = 15
+)
+
+func newProgress(x *Exec, key, title string) *progress {
+	return &progress{x: x, key: key, title: title}
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(p.buf[:i]), "\r")
+		p.buf = p.buf[i+1:]
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		p.lines = append(p.lines, line)
+		if len(p.lines) > progressLines {
+			p.lines = p.lines[len(p.lines)-progressLines:]
+		}
+	}
+	if time.Since(p.last) >= progressEvery {
+		p.show()
+	}
+	return len(b), nil
+}
+
+func (p *progress) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) > 0 {
+		p.lines = append(p.lines, string(p.buf))
+		p.buf = nil
+	}
+	p.show()
+}
+
+func (p *progress) show() {
+	p.last = time.Now()
+	if len(p.lines) == 0 {
+		return
+	}
+	text := strings.Join(p.lines, "\n")
+	p.x.Live(p.key, fmt.Sprintf("*%s*, latest lines:\n```\n%s\n```", p.title, Escape(tail(text, 2500))))
+}
+
+// commitStep commits the run's Terraform changes on the run branch, after
+// checking that no clear flag is left true, and pushes the branch. Opening
+// the pull request is the GitHub integration's part; without it, a person
+// opens the PR.
+type commitStep struct {
+	infraStep
+	next *Manual
+	prs  PullRequests
+}
+
+// PullRequests opens the infrastructure pull request (the GitHub
+// integration). Nil means a person opens it.
+type PullRequests interface {
+	OpenInfraPR(ctx context.Context, r *Run, branch string) (url string, err error)
+}
+
+func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
+	t, err := s.tree(ctx, x)
+	if err != nil {
+		return Failed(err)
+	}
+	read := func(env *configEnv) (string, error) { return t.Attribute(env.File, env.Module, env.ClearFlag) }
+	if err := checkFlags(s.svc, read); err != nil {
+		return Failed(err)
+	}
+	var files, envs []string
+	seen := map[string]bool{}
+	for _, e := range s.svc.Environments {
+		if x.RunValue(planKey(e.Name, "applied")) == "true" || x.RunValue(planKey(e.Name, "nochanges")) == "true" {
+			envs = append(envs, e.Name)
+		}
+		if !seen[e.File] {
+			files = append(files, e.File)
+			seen[e.File] = true
+		}
+	}
+	msg := fmt.Sprintf("Deploy %s %s (%s)\n\nBumped by deploybot in %s, requested by %s.\n%s is false in every environment.",
+		s.svc.Name, x.Run.Version, strings.Join(envs, ", "), x.Run.ID, x.Run.Requester, flagNames(s.svc))
+	sha, err := t.Commit(ctx, msg, files...)
+	if err != nil {
+		return Failed(fmt.Errorf("committing on %s: %w", t.Branch(), err))
+	}
+	x.SetRunValue("infra_commit", sha)
+	x.SetRunValue("infra_branch", t.Branch())
+	pushed := true
+	if err := t.Push(ctx); err != nil {
+		if !errors.Is(err, ErrNoPush) {
+			return Failed(fmt.Errorf("pushing %s: %w", t.Branch(), err))
+		}
+		pushed = false
+	}
+	if pushed {
+		// Check what actually left the building, not only the working copy.
+		if err := checkFlags(s.svc, func(env *configEnv) (string, error) {
+			b, err := t.Committed(ctx, env.File, true)
+			if err != nil {
+				return "", err
+			}
+			return flagIn(b, env.ClearFlag), nil
+		}); err != nil {
+			return Failed(fmt.Errorf("after pushing %s: %w", t.Branch(), err))
+		}
+		x.Say(":arrow_up: Committed `%s` on `%s` and pushed it: %s", short(sha), t.Branch(), strings.Join(envs, ", "))
+	} else {
+		x.Say(":floppy_disk: Committed `%s` on `%s`.", short(sha), t.Branch())
+	}
+	if s.prs != nil && pushed {
+		url, err := s.prs.OpenInfraPR(ctx, x.Run, t.Branch())
+		if err != nil {
+			return Failed(fmt.Errorf("opening the infrastructure PR: %w", err))
+		}
+		x.SetRunValue("infra_pr", url)
+		return Done("PR " + url)
+	}
+	where := "Push branch `" + t.Branch() + "` and open"
+	if pushed {
+		where = "Branch `" + t.Branch() + "` is pushed. Open"
+	}
+	return Wait(fmt.Sprintf("%s a PR on the infrastructure repository with these changes (commit `%s`), then click Done.", where, short(sha)),
+		Button{Verb: VerbDone, Label: "Done", Style: "primary"})
+}
+
+func (s *commitStep) Act(ctx context.Context, x *Exec, a Action) Result {
+	if a.Verb == VerbDone {
+		return Done(fmt.Sprintf("PR opened by <@%s>", a.User))
+	}
+	return s.infraStep.Act(ctx, x, a)
+}
+
+func flagNames(svc *configService) string {
+	var fs []string
+	for _, e := range svc.Environments {
+		if e.ClearFlag != "" && !contains(fs, "`"+e.ClearFlag+"`") {
+			fs = append(fs, "`"+e.ClearFlag+"`")
+		}
+	}
+	if len(fs) == 0 {
+		return "No clear flag"
+	}
+	return strings.Join(fs, ", ")
+}
+
+// flagIn reads `name = value` from committed HCL text; anything but a
+// literal false counts as not false.
+func flagIn(b []byte, name string) string {
+	for _, line := range strings.Split(string(b), "\n") {
+		l := strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == name {
+			v = strings.TrimSpace(v)
+			if i := strings.IndexAny(v, "#/"); i >= 0 {
+				v = strings.TrimSpace(v[:i])
+			}
+			return v
+		}
+	}
+	return "missing"
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
