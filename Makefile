@@ -5,6 +5,7 @@ GO ?= go
 
 # Runs the bot's main job with no account: the console against examples/.
 console: terraform
+	./scripts/example-infra.sh
 	$(GO) run ./cmd/deploybot console --config examples/console.yaml --as U0ALICE
 
 # The whole test suite, exactly as CI runs it (.ci/run calls this).

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/getsentry/sentry-go"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/integrations/infra"
 	"github.com/deploybot/deploybot/integrations/sqlite"
 	"github.com/deploybot/deploybot/steps"
 )
@@ -49,6 +51,7 @@ type Main struct {
 	// sentry.MockTransport to see what would be reported).
 	SentryTransport sentry.Transport
 
+	infra    *infra.Infra
 	http     *http.Server
 	httpAddr string
 	sentry   bool
@@ -118,6 +121,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("opening state %s: %w", cfg.StatePath, err)
 	}
 	rb := steps.NewRunbooks(cfg)
+	if cfg.Infra != nil {
+		var token func() string
+		if cfg.Secrets.GitHubToken.IsSet() {
+			token = cfg.Secrets.GitHubToken.Reveal
+		}
+		m.infra = infra.New(cfg.Infra, token)
+		m.infra.Log = zapWriter{m.Log.Named("terraform")}
+		rb.AutomateInfra(m.infra)
+	}
 
 	var chat bot.Chat
 	var groups bot.Groups
@@ -172,6 +184,9 @@ func (m *Main) Close() error {
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
+	}
+	if m.infra != nil {
+		errs = append(errs, m.infra.Close())
 	}
 	if m.sentry {
 		sentry.Flush(2 * time.Second)
@@ -248,4 +263,13 @@ func (m *Main) serveHTTP() error {
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = m.http.Serve(ln) }()
 	return nil
+}
+
+// zapWriter sends tool output (Terraform's) to the log at debug level, one
+// entry per write.
+type zapWriter struct{ log *zap.Logger }
+
+func (w zapWriter) Write(p []byte) (int, error) {
+	w.log.Debug(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

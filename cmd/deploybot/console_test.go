@@ -65,6 +65,9 @@ func TestConsoleCompletesTheIngestionServerRunbook(t *testing.T) {
 	}
 	// The example keeps its state beside the repo; the test keeps its own.
 	cfg = bytes.Replace(cfg, []byte("state_path: ../.deploybot/console.db"), []byte("state_path: ./console.db"), 1)
+	cfg = bytes.Replace(cfg, []byte("clone_url: ../.deploybot/infrastructure.git"), []byte("clone_url: "+infraRemote(t, nil)), 1)
+	cfg = bytes.Replace(cfg, []byte("workdir: ../.deploybot/work"), []byte("workdir: ./work"), 1)
+	cfg = bytes.Replace(cfg, []byte("terraform_bin: ../bin/terraform"), []byte("terraform_bin: "+terraformBin(t)), 1)
 	path := filepath.Join(dir, "console.yaml")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
@@ -96,8 +99,8 @@ func TestConsoleCompletesTheIngestionServerRunbook(t *testing.T) {
 	pos := waitOutput(t, out, 0, "Type /deploy help")
 	say("/deploy ingestion-server " + tag)
 	pos = waitOutput(t, out, pos, "Started run-1")
-	for i, s := range runbook {
-		pos = waitOutput(t, out, pos, fmt.Sprintf("*%d. %s*", i+1, s.title))
+	for _, s := range infraRunbook {
+		pos = waitOutput(t, out, pos, fmt.Sprintf(". %s*", s.title))
 		pos = waitOutput(t, out, pos, "[1] ")
 		if s.user != alice {
 			say(":as " + s.user)
@@ -108,6 +111,9 @@ func TestConsoleCompletesTheIngestionServerRunbook(t *testing.T) {
 		}
 	}
 	pos = waitOutput(t, out, pos, "succeeded")
+	if !strings.Contains(out.String(), "applied plan") {
+		t.Error("the console run did not apply with Terraform")
+	}
 	if strings.Contains(out.String(), "(only you) [no]") {
 		t.Errorf("a click was refused:\n%s", out.String())
 	}

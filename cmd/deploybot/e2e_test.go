@@ -211,7 +211,7 @@ func TestConcurrentDeployRefusedAndCancelFreesTheService(t *testing.T) {
 		t.Errorf("Carol's cancel answered %q", r)
 	}
 	h.reply(h.command(bob, deploys, "/deploy", "cancel run-1"))
-	h.waitText(msg.TS, "cancelled")
+	h.waitText(msg.TS, "*State* cancelled")
 	h.srv.WaitFor(t, wait, "the undo instruction for data_refresh_cleared", func() bool {
 		for _, m := range h.srv.Thread(deploys, msg.TS) {
 			if strings.Contains(m.Text, "restore `data_refresh_cleared = false`") {

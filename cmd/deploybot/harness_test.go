@@ -28,7 +28,7 @@ const (
 	random  = "C0RANDOM"
 	alerts  = "C0ALERTS"
 	tag     = "rel-2024.09.09.05.40.20"
-	wait    = 20 * time.Second
+	wait    = 90 * time.Second
 )
 
 var testEnv = map[string]string{

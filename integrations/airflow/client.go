@@ -34,6 +34,9 @@ type Error struct {
 	msg    string
 	detail string // Airflow's own explanation, scrubbed
 	cause  error
+	// token marks failures of /auth/token, whose 404 means "not Airflow
+	// 3" rather than "no such DAG".
+	token bool
 }
 
 func (e *Error) Error() string { return e.msg }
@@ -224,7 +227,7 @@ func (c *Client) dagRuns(ctx context.Context, dagID string) ([]DagRun, error) {
 		var p dagRunsPage
 		if err := c.getJSON(ctx, path, q, &p); err != nil {
 			var e *Error
-			if errors.As(err, &e) && e.Status == http.StatusNotFound {
+			if errors.As(err, &e) && e.Status == http.StatusNotFound && !e.token {
 				return nil, c.notFound(dagID, e)
 			}
 			return nil, err
@@ -254,7 +257,7 @@ func (c *Client) dagExists(ctx context.Context, dagID string) error {
 	}
 	err := c.getJSON(ctx, c.apiPrefix()+"/dags/"+url.PathEscape(dagID), nil, &dag)
 	var e *Error
-	if errors.As(err, &e) && e.Status == http.StatusNotFound {
+	if errors.As(err, &e) && e.Status == http.StatusNotFound && !e.token {
 		return c.notFound(dagID, e)
 	}
 	return err
@@ -460,7 +463,7 @@ func (c *Client) fetchToken(ctx context.Context) (string, error) {
 		return "", &Error{Kind: ErrUnauthorized, Status: status,
 			msg: fmt.Sprintf("airflow refused the credentials (%d)", status)}
 	case status == http.StatusNotFound:
-		return "", &Error{Status: status, msg: fmt.Sprintf(
+		return "", &Error{Status: status, token: true, msg: fmt.Sprintf(
 			"airflow at %s has no /auth/token (404): is it Airflow 3? api_version 3 needs it", c.display)}
 	default:
 		return "", c.statusError(status, resp, "/auth/token")

@@ -249,3 +249,17 @@ func (w *Worktree) Dirty(ctx context.Context) (bool, error) {
 	}
 	return len(out) > 0, nil
 }
+
+// Rebase fetches and moves the run's branch onto the newest base branch,
+// keeping uncommitted edits (autostash). A plan refused because the base
+// moved is made again from the new base, so the re-plan shows what will
+// really be applied.
+func (w *Worktree) Rebase(ctx context.Context) error {
+	r := w.repo
+	if err := r.Fetch(ctx); err != nil {
+		return err
+	}
+	_, err := r.run(ctx, w.Dir, runOpts{}, "-c", "user.name=deploybot", "-c", "user.email=deploybot@localhost",
+		"rebase", "-q", "--autostash", r.baseRef())
+	return err
+}

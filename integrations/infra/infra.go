@@ -1,0 +1,272 @@
+// Package infra is the infrastructure repository as the deploy steps see
+// it: a git checkout per run (integrations/git) in which Terraform
+// (integrations/terraform) plans and applies. It implements steps.Infra.
+package infra
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/integrations/git"
+	"github.com/deploybot/deploybot/integrations/terraform"
+	"github.com/deploybot/deploybot/steps"
+)
+
+// Infra opens the shared clone lazily and hands each run its own tree.
+type Infra struct {
+	cfg   *config.Infra
+	token func() string
+	// Log receives Terraform's output for the bot's log.
+	Log io.Writer
+
+	mu   sync.Mutex
+	repo *git.Repo
+}
+
+// New makes the infrastructure adapter. token, when non-nil, authenticates
+// pushes to an https remote (the GitHub integration supplies it).
+func New(cfg *config.Infra, token func() string) *Infra {
+	return &Infra{cfg: cfg, token: token}
+}
+
+// Close releases the clone's helpers.
+func (in *Infra) Close() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.repo != nil {
+		return in.repo.Close()
+	}
+	return nil
+}
+
+func (in *Infra) open(ctx context.Context) (*git.Repo, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.repo != nil {
+		return in.repo, nil
+	}
+	var tok func() string
+	if in.token != nil && !local(in.cfg.CloneURL) {
+		tok = in.token
+	}
+	r, err := git.Open(ctx, git.Options{CloneURL: in.cfg.CloneURL, BaseBranch: in.cfg.BaseBranch, Workdir: in.cfg.Workdir, Token: tok})
+	if err != nil {
+		return nil, err
+	}
+	in.repo = r
+	return r, nil
+}
+
+// local reports whether the remote is a path or file:// URL, where pushing
+// needs no credentials.
+func local(u string) bool {
+	if strings.HasPrefix(u, "file://") || strings.HasPrefix(u, "/") || strings.HasPrefix(u, ".") {
+		return true
+	}
+	p, err := url.Parse(u)
+	return err != nil || p.Scheme == ""
+}
+
+var unsafeRef = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// Branch is the run's branch: deploybot/<service>-<image tag>-<run id>.
+func Branch(r *steps.Run) string {
+	v := r.Version
+	if v == "" {
+		v = "unversioned"
+	}
+	return "deploybot/" + unsafeRef.ReplaceAllString(r.Service+"-"+v+"-"+r.ID, "-")
+}
+
+// Tree implements steps.Infra.
+func (in *Infra) Tree(ctx context.Context, r *steps.Run) (steps.Tree, error) {
+	repo, err := in.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wt, err := repo.Worktree(ctx, r.ID, Branch(r))
+	if err != nil {
+		return nil, err
+	}
+	return &tree{in: in, repo: repo, wt: wt, plans: filepath.Join(in.cfg.Workdir, "plans", r.ID)}, nil
+}
+
+type tree struct {
+	in    *Infra
+	repo  *git.Repo
+	wt    *git.Worktree
+	plans string
+}
+
+func (t *tree) Branch() string { return t.wt.Branch }
+
+func (t *tree) BaseCommit(ctx context.Context) (string, error) { return t.wt.Head(ctx) }
+
+func (t *tree) RemoteBaseCommit(ctx context.Context) (string, error) {
+	return t.repo.RemoteBaseCommit(ctx)
+}
+
+// path resolves a repository-relative path inside the run's tree, refusing
+// anything that would leave it.
+func (t *tree) path(rel string) (string, error) {
+	p := filepath.Join(t.wt.Dir, filepath.FromSlash(rel))
+	if !strings.HasPrefix(p, filepath.Clean(t.wt.Dir)+string(filepath.Separator)) {
+		return "", fmt.Errorf("%s is outside the repository", rel)
+	}
+	return p, nil
+}
+
+func (t *tree) SetAttribute(file, module, attr string, value any) (string, bool, error) {
+	p, err := t.path(file)
+	if err != nil {
+		return "", false, err
+	}
+	old, _ := t.Attribute(file, module, attr)
+	var v cty.Value
+	switch x := value.(type) {
+	case string:
+		v = cty.StringVal(x)
+	case bool:
+		v = cty.BoolVal(x)
+	default:
+		return "", false, fmt.Errorf("cannot set %s to a %T", attr, value)
+	}
+	changed, err := terraform.SetModuleAttribute(p, module, attr, v)
+	return old, changed, err
+}
+
+func (t *tree) Attribute(file, module, attr string) (string, error) {
+	p, err := t.path(file)
+	if err != nil {
+		return "", err
+	}
+	v, err := terraform.ReadModuleAttribute(p, module, attr)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case v.Type() == cty.String:
+		return v.AsString(), nil
+	case v.Type() == cty.Bool:
+		if v.True() {
+			return "true", nil
+		}
+		return "false", nil
+	}
+	return "", fmt.Errorf("%s in %s is not a string or bool", attr, file)
+}
+
+func (t *tree) runner(env *config.Environment) (*terraform.Runner, error) {
+	dir, err := t.path(env.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: t.in.Log}, nil
+}
+
+func (t *tree) planFile(env *config.Environment) string {
+	return filepath.Join(t.plans, env.Name+".tfplan")
+}
+
+func (t *tree) backendConfig(env *config.Environment) []string {
+	var out []string
+	for k, v := range env.BackendConfig {
+		out = append(out, k+"="+strings.ReplaceAll(v, "{workdir}", t.in.cfg.Workdir))
+	}
+	return out
+}
+
+func (t *tree) Plan(ctx context.Context, env *config.Environment, maxChars int) (*steps.Plan, error) {
+	// Plan from the newest base: a plan made again because the base moved
+	// must show what will really be applied. Edits are kept (autostash).
+	if err := t.wt.Rebase(ctx); err != nil {
+		return nil, fmt.Errorf("updating the run branch to the newest %s: %w", t.in.cfg.BaseBranch, err)
+	}
+	commit, err := t.wt.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := t.runner(env)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range env.BackendConfig {
+		if k == "path" && strings.Contains(v, "{workdir}") {
+			p := strings.ReplaceAll(v, "{workdir}", t.in.cfg.Workdir)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := r.Init(ctx, t.backendConfig(env)...); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(t.plans, 0o700); err != nil {
+		return nil, err
+	}
+	file := t.planFile(env)
+	changes, err := r.Plan(ctx, file, env.Target)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := terraform.FileSHA256(file)
+	if err != nil {
+		return nil, err
+	}
+	p := &steps.Plan{HasChanges: changes, SHA256: sum, Commit: commit}
+	js, err := r.ShowJSON(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	d := terraform.Summarize(js)
+	p.Summary = d.SummaryLine()
+	p.Warning = d.Destroy > 0 || d.Replace > 0
+	p.Rendered, p.Complete = d.Render(maxChars)
+	if !p.Complete {
+		if p.Full, err = r.ShowText(ctx, file); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (t *tree) PlanSHA256(env *config.Environment) (string, error) {
+	return terraform.FileSHA256(t.planFile(env))
+}
+
+func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.Writer) error {
+	r, err := t.runner(env)
+	if err != nil {
+		return err
+	}
+	return r.Apply(ctx, t.planFile(env), progress)
+}
+
+func (t *tree) Commit(ctx context.Context, message string, files ...string) (string, error) {
+	return t.wt.Commit(ctx, message, files...)
+}
+
+func (t *tree) Push(ctx context.Context) error {
+	if !local(t.in.cfg.CloneURL) && (t.in.token == nil || t.in.token() == "") {
+		return steps.ErrNoPush
+	}
+	return t.wt.Push(ctx)
+}
+
+func (t *tree) Committed(ctx context.Context, file string, pushed bool) ([]byte, error) {
+	rev := "HEAD"
+	if pushed {
+		rev = "origin/" + t.wt.Branch
+	}
+	return t.wt.ShowFile(ctx, rev, file)
+}
