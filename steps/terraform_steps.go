@@ -41,7 +41,7 @@ func (s *planStep) Start(ctx context.Context, x *Exec) Result {
 		return Done(fmt.Sprintf("no changes in %s: nothing to approve or apply", s.env.Name))
 	}
 	x.SetRunValue(planKey(s.env.Name, "nochanges"), "")
-	head := fmt.Sprintf("*Plan for %s* (`%s`, plan `%s` from `%s`): %s", s.env.Name, s.env.Dir, short(p.SHA256), short(p.Commit), p.Summary)
+	head := fmt.Sprintf("*Plan for %s* (`%s`, plan `%s` from `%s`)", s.env.Name, s.env.Dir, short(p.SHA256), short(p.Commit))
 	if p.Warning {
 		head = ":warning: *This plan destroys or replaces resources.* " + head
 	}

@@ -38,7 +38,7 @@ var testEnv = map[string]string{
 
 // harness runs the real bot (Main) against the Slack test server.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *slacktest.Server
 	dir     string
 	cfgPath string
@@ -47,7 +47,7 @@ type harness struct {
 	done    chan error
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	srv := slacktest.NewServer(slacktest.Options{BotToken: testEnv["SLACK_BOT_TOKEN"], AppToken: testEnv["SLACK_APP_TOKEN"], PingInterval: 200 * time.Millisecond})
 	t.Cleanup(srv.Close)
@@ -64,7 +64,7 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func writeConfig(t *testing.T, path, apiURL, extra string) {
+func writeConfig(t testing.TB, path, apiURL, extra string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`state_path: ./state.db
 http_addr: 127.0.0.1:0
@@ -128,7 +128,7 @@ func (h *harness) stop() {
 	h.m = nil
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -214,7 +214,7 @@ func (e element) text() string {
 	return o.Text
 }
 
-func blocksOf(t *testing.T, m slacktest.Message) []block {
+func blocksOf(t testing.TB, m slacktest.Message) []block {
 	var bs []block
 	if err := json.Unmarshal(m.Blocks, &bs); err != nil {
 		t.Fatalf("blocks of %s: %v", m.TS, err)

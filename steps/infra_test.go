@@ -1,0 +1,92 @@
+package steps
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/deploybot/deploybot/config"
+)
+
+// fakeTree is a Tree whose attributes are a map; it records commits.
+type fakeTree struct {
+	attrs   map[string]string
+	commits int
+	pushes  int
+}
+
+func (f *fakeTree) Branch() string                                   { return "deploybot/x" }
+func (f *fakeTree) BaseCommit(context.Context) (string, error)       { return "base", nil }
+func (f *fakeTree) RemoteBaseCommit(context.Context) (string, error) { return "base", nil }
+func (f *fakeTree) SetAttribute(file, module, attr string, v any) (string, bool, error) {
+	old := f.attrs[file+attr]
+	f.attrs[file+attr] = strings.ToLower(strings.TrimSpace(fmtAny(v)))
+	return old, old != f.attrs[file+attr], nil
+}
+func (f *fakeTree) Attribute(file, module, attr string) (string, error) {
+	return f.attrs[file+attr], nil
+}
+func (f *fakeTree) Plan(context.Context, *config.Environment, int) (*Plan, error) {
+	return &Plan{}, nil
+}
+func (f *fakeTree) PlanSHA256(*config.Environment) (string, error)              { return "", nil }
+func (f *fakeTree) Apply(context.Context, *config.Environment, io.Writer) error { return nil }
+func (f *fakeTree) Commit(context.Context, string, ...string) (string, error) {
+	f.commits++
+	return "c0ffee", nil
+}
+func (f *fakeTree) Push(context.Context) error { f.pushes++; return nil }
+func (f *fakeTree) Committed(context.Context, string, bool) ([]byte, error) {
+	return []byte("data_refresh_cleared = false\n"), nil
+}
+
+func fmtAny(v any) string {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "true"
+		}
+		return "false"
+	case string:
+		return x
+	}
+	return ""
+}
+
+type fakeInfra struct{ t *fakeTree }
+
+func (f fakeInfra) Tree(context.Context, *Run) (Tree, error) { return f.t, nil }
+
+// deploybot refuses to commit (or push) a tree in which a clear flag is true.
+func TestCommitRefusedWhileAFlagIsTrue(t *testing.T) {
+	svc := &config.Service{Name: "ingestion-server", Environments: []config.Environment{
+		{Name: "prod", File: "prod.tf", Module: "m", VersionAttribute: "image_tag", ClearFlag: "data_refresh_cleared"},
+	}}
+	tree := &fakeTree{attrs: map[string]string{"prod.tfdata_refresh_cleared": "true"}}
+	step := &commitStep{infraStep: infraStep{S: Spec{ID: "infra-pr", Title: "Open the infrastructure PR"}, infra: fakeInfra{tree}, svc: svc}}
+	run := &Run{ID: "run-1", Service: svc.Name, Version: "rel-2024.01.01.00.00.00", Data: map[string]string{}}
+	x := &Exec{Run: run, Step: &StepState{}, data: map[string]string{}, runData: map[string]string{}}
+
+	res := step.Start(context.Background(), x)
+	if res.Status != StepFailed || !strings.Contains(res.Note, "refusing to commit") || tree.commits != 0 || tree.pushes != 0 {
+		t.Fatalf("flag true: status=%s note=%q commits=%d pushes=%d", res.Status, res.Note, tree.commits, tree.pushes)
+	}
+	tree.attrs["prod.tfdata_refresh_cleared"] = "false"
+	res = step.Start(context.Background(), x)
+	if res.Status != StepWaiting || tree.commits != 1 || tree.pushes != 1 {
+		t.Fatalf("flag false: status=%s note=%q commits=%d pushes=%d", res.Status, res.Note, tree.commits, tree.pushes)
+	}
+}
+
+func TestFlagIn(t *testing.T) {
+	for in, want := range map[string]string{
+		"  data_refresh_cleared = false\n":            "false",
+		"data_refresh_cleared=true # set for apply\n": "true",
+		"other = 1\n": "missing",
+	} {
+		if got := flagIn([]byte(in), "data_refresh_cleared"); got != want {
+			t.Errorf("flagIn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
