@@ -86,6 +86,7 @@ func deploySteps(cfg *config.Config, svc *config.Service) []*Manual {
 	ms := []*Manual{
 		manual("airflow", "Check Airflow", "Check Airflow to make sure a data refresh isn’t occurring.", GateRequesterOrApprover),
 		manual("release", "Publish the release", fmt.Sprintf("Publish the drafted %s release in the GitHub release page of the monorepo%s. Preview the changes included in the release, decide whether a release is necessary, and adjust monitoring during the deployment accordingly.", name, repoSuffix(cfg)), GateApprover),
+		manual("build", "Wait for the image build", fmt.Sprintf("Wait until the monorepo workflow %s has built and tagged the image for this release, then click Done.", workflowName(svc)), GateRequesterOrApprover),
 	}
 	for i, env := range svc.Environments {
 		e := env
@@ -99,9 +100,6 @@ func deploySteps(cfg *config.Config, svc *config.Service) []*Manual {
 		}
 		bump := manual("bump:"+e.Name, fmt.Sprintf("%s: bump %s", label, name),
 			fmt.Sprintf("Check out the infrastructure repository and bump the %s version with `just bump %s %s` (sets `%s` in `%s`).", name, e.Name, name, e.VersionAttribute, e.File), GateRequesterOrApprover)
-		if i == 0 {
-			bump.S.Instruction = "After the app is built and tagged: " + bump.S.Instruction
-		}
 		bump.S.Environment = e.Name
 		plan := &Manual{Approval: true, S: Spec{ID: "plan:" + e.Name, Title: fmt.Sprintf("%s: verify the plan", label), Gate: GateApprover, Environment: e.Name, FourEyes: e.FourEyes, Idempotent: true,
 			Instruction: fmt.Sprintf("Run `terraform plan` for `%s`%s and verify it: only the %s image tag should change. Approve to go on to the apply.", e.Dir, targetSuffix(e.Target), name)}}
@@ -185,4 +183,11 @@ func targetSuffix(t string) string {
 		return ""
 	}
 	return " with `-target=" + t + "`"
+}
+
+func workflowName(svc *config.Service) string {
+	if svc.BuildWorkflow != "" {
+		return "`" + svc.BuildWorkflow + "`"
+	}
+	return "that builds the image"
 }

@@ -12,6 +12,7 @@ import (
 var runbook = []struct{ title, verb, user string }{
 	{"Check Airflow", "done", alice},
 	{"Publish the release", "done", alice},
+	{"Wait for the image build", "done", alice},
 	{"Staging (dev): bump ingestion-server", "done", alice},
 	{"Staging (dev): verify the plan", "approve", alice},
 	{"Staging (dev): apply", "done", alice},
@@ -82,7 +83,7 @@ func TestFullRunClickedThroughByTwoUsers(t *testing.T) {
 	if len(done) != len(runbook) {
 		t.Fatalf("audit has %d steps done, want %d: %v", len(done), len(runbook), done)
 	}
-	if done[7] != "plan:prod/"+bob {
+	if done[8] != "plan:prod/"+bob {
 		t.Errorf("prod plan approval recorded as %q, want Bob's", done[7])
 	}
 	if last := evs[len(evs)-1]; last.Action != "run.succeeded" {
@@ -148,7 +149,7 @@ func TestRefusedClicksChangeNothing(t *testing.T) {
 	if r := h.reply(h.click(carol, msg.TS, id, val)); !strings.Contains(r, "only <@U0ALICE>, who started run-1, or an approver") {
 		t.Errorf("Carol's click answered %q", r)
 	}
-	for _, s := range runbook[:7] {
+	for _, s := range runbook[:8] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 	// Alice started the run: four-eyes forbids her approving production.
@@ -183,9 +184,7 @@ func TestConcurrentDeployRefusedAndCancelFreesTheService(t *testing.T) {
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	h.step(msg.TS, "Check Airflow", "done", alice)
-	h.step(msg.TS, "Publish the release", "done", alice)
-	for _, s := range runbook[2:6] {
+	for _, s := range runbook[:7] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 

@@ -129,6 +129,7 @@ func stateImage(t *testing.T, tf, work, env string) string {
 var infraRunbook = []struct{ title, verb, user string }{
 	{"Check Airflow", "done", alice},
 	{"Publish the release", "done", alice},
+	{"Wait for the image build", "done", alice},
 	{"Staging (dev): verify the plan", "approve", alice},
 	{"Production (prod): verify the plan", "approve", bob},
 	{"Check Sentry", "done", alice},
@@ -213,8 +214,9 @@ func TestApplyRefusedWhenPlanFileChangedOrBaseMoved(t *testing.T) {
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	h.step(msg.TS, "Check Airflow", "done", alice)
-	h.step(msg.TS, "Publish the release", "done", alice)
+	for _, s := range infraRunbook[:3] {
+		h.step(msg.TS, s.title, s.verb, s.user)
+	}
 
 	// Tamper with the saved plan file after it was shown for approval.
 	_, first := h.waitButton(msg.TS, "Staging (dev): verify the plan", "approve")
@@ -290,8 +292,9 @@ resource "terraform_data" "worker" {
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	h.step(msg.TS, "Check Airflow", "done", alice)
-	h.step(msg.TS, "Publish the release", "done", alice)
+	for _, s := range infraRunbook[:3] {
+		h.step(msg.TS, s.title, s.verb, s.user)
+	}
 	h.waitButton(msg.TS, "Staging (dev): verify the plan", "approve")
 	h.srv.WaitFor(t, wait, "the plan file in the thread", func() bool { return len(h.srv.Files()) > 0 })
 	f := h.srv.Files()[0]
@@ -320,7 +323,7 @@ func TestKillBetweenFlagAndRestoreLeavesFlagFalse(t *testing.T) {
 	p := h.process(bin)
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	for _, s := range infraRunbook[:3] {
+	for _, s := range infraRunbook[:4] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 	// Production's flag is set and its plan waits for approval: kill now.

@@ -397,7 +397,12 @@ func problemDetail(body []byte) string {
 			return p.Title
 		}
 	}
-	return truncate(strings.TrimSpace(string(body)), 200)
+	// A non-JSON body is kept only if it is not markup (a proxy's error
+	// page), which would only clutter a chat message.
+	if s := strings.TrimSpace(string(body)); !strings.HasPrefix(s, "<") {
+		return truncate(s, 200)
+	}
+	return ""
 }
 
 func truncate(s string, n int) string {

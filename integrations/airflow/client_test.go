@@ -205,6 +205,9 @@ func TestUnknownDAG(t *testing.T) {
 			if err.Error() != "DAG imag_data_refresh not found in Airflow" {
 				t.Fatalf("err = %q", err)
 			}
+			if v == 2 && s.Requests("/api/v1/dags/imag_data_refresh") != 1 {
+				t.Fatal("Airflow 2 lists no runs for an unknown DAG: the DAG must be looked up")
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ func (e *RateLimitError) Error() string {
 // secondary rate limits, which are refusals. A 500 on a POST may follow an
 // effect that was applied, so it is returned rather than risk a second
 // deployment dispatch or a second review. Network errors are retried for
-// idempotent methods only, for the same reason.
+// idempotent methods, and for any method when no connection was made.
 type retryTransport struct {
 	next     http.RoundTripper
 	clock    Clock
@@ -69,7 +70,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := t.next.RoundTrip(r)
 		if err != nil {
-			if ctx.Err() != nil || !idempotent(req.Method) || attempt >= t.attempts {
+			if ctx.Err() != nil || attempt >= t.attempts || !(idempotent(req.Method) || neverSent(err)) {
 				return nil, err
 			}
 			if serr := t.clock.Sleep(ctx, t.backoff(attempt)); serr != nil {
@@ -78,41 +79,54 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 
-		wait, retry, rlErr := t.classify(req.Method, resp, attempt, &primaryWaited)
-		if rlErr != nil {
+		d := t.classify(req.Method, resp, attempt, &primaryWaited)
+		if d.err != nil {
 			drain(resp)
-			return nil, rlErr
+			return nil, d.err
 		}
-		if !retry {
+		if !d.retry {
 			return resp, nil
 		}
-		if deadline, ok := ctx.Deadline(); ok && t.clock.Now().Add(wait).After(deadline) {
-			// Waiting would outlive the caller; its answer is the last one.
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d.wait {
+			// Waiting would outlive the caller: answer now.
+			if d.giveUp != nil {
+				drain(resp)
+				return nil, d.giveUp
+			}
 			return resp, nil
 		}
 		drain(resp)
-		if serr := t.clock.Sleep(ctx, wait); serr != nil {
-			return nil, serr
+		if err := t.clock.Sleep(ctx, d.wait); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// classify decides what to do with a response: return it, retry after wait,
-// or give up with a *RateLimitError.
-func (t *retryTransport) classify(method string, resp *http.Response, attempt int, primaryWaited *bool) (wait time.Duration, retry bool, rlErr error) {
+// decision is what to do with a response: return it (retry false), return
+// err instead, or retry after wait. giveUp, when set, is the error to
+// return instead of the response if the wait is not possible.
+type decision struct {
+	retry  bool
+	wait   time.Duration
+	err    error
+	giveUp error
+}
+
+// classify decides what to do with a response.
+func (t *retryTransport) classify(method string, resp *http.Response, attempt int, primaryWaited *bool) decision {
 	code := resp.StatusCode
 	switch {
 	case code >= 500:
 		if attempt >= t.attempts {
-			return 0, false, nil
+			return decision{}
 		}
 		if !idempotent(method) && code != http.StatusBadGateway && code != http.StatusServiceUnavailable && code != http.StatusGatewayTimeout {
-			return 0, false, nil
+			return decision{}
 		}
 		if ra, ok := retryAfter(resp); ok && ra <= t.maxWait {
-			return ra, true, nil
+			return decision{retry: true, wait: ra}
 		}
-		return t.backoff(attempt), true, nil
+		return decision{retry: true, wait: t.backoff(attempt)}
 
 	case code == http.StatusForbidden || code == http.StatusTooManyRequests:
 		body := peekBody(resp)
@@ -121,7 +135,7 @@ func (t *retryTransport) classify(method string, resp *http.Response, attempt in
 		// secondary limit) first, then X-RateLimit-Remaining: 0.
 		if hasRetryAfter || strings.Contains(strings.ToLower(string(body)), "secondary rate limit") {
 			if attempt >= t.attempts {
-				return 0, false, nil
+				return decision{}
 			}
 			if !hasRetryAfter {
 				if reset, ok := rateReset(resp); ok {
@@ -131,26 +145,27 @@ func (t *retryTransport) classify(method string, resp *http.Response, attempt in
 				}
 			}
 			if ra > t.maxWait {
-				return 0, false, nil
+				return decision{}
 			}
-			return max(ra, t.base), true, nil
+			return decision{retry: true, wait: max(ra, t.base)}
 		}
 		if resp.Header.Get("X-RateLimit-Remaining") == "0" {
 			reset, ok := rateReset(resp)
 			if !ok {
-				return 0, false, nil
+				return decision{}
 			}
+			limited := &RateLimitError{Reset: reset}
 			wait := reset.Sub(t.clock.Now())
 			if *primaryWaited || wait > t.maxWait {
-				return 0, false, &RateLimitError{Reset: reset}
+				return decision{err: limited}
 			}
 			*primaryWaited = true
 			// A second of margin covers the reset's whole-second
 			// resolution and small clock skew.
-			return max(wait, 0) + time.Second, true, nil
+			return decision{retry: true, wait: max(wait, 0) + time.Second, giveUp: limited}
 		}
 	}
-	return 0, false, nil
+	return decision{}
 }
 
 // backoff is the wait before attempt+1: base, 2·base, 4·base … up to max.
@@ -205,6 +220,14 @@ func drain(resp *http.Response) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
 	}
+}
+
+// neverSent reports whether err happened before the request left this
+// machine (no connection could be made), which makes any method safe to
+// resend.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // rewind returns a copy of req whose body can be sent again.

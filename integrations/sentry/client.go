@@ -235,7 +235,7 @@ func (c *Client) doURL(ctx context.Context, method, target string, body any) (*r
 			}
 			if attempt >= c.maxRetries {
 				return nil, &Error{Kind: ErrRateLimited, Status: r.status,
-					msg: fmt.Sprintf("sentry rate limit hit for %s after %d retries%s", what, c.maxRetries, c.detailSuffix(r.body))}
+					msg: fmt.Sprintf("sentry rate limit hit for %s after %s%s", what, retries(c.maxRetries), c.detailSuffix(r.body))}
 			}
 			if wait > maxRetryAfter || beyondDeadline(ctx, c.now(), wait) {
 				return nil, &Error{Kind: ErrRateLimited, Status: r.status,
@@ -246,8 +246,8 @@ func (c *Client) doURL(ctx context.Context, method, target string, body any) (*r
 			}
 		case r.status >= 500:
 			if attempt >= c.maxRetries {
-				return nil, &Error{Status: r.status, msg: fmt.Sprintf("sentry at %s answered %d %s for %s (after %d retries)%s",
-					c.display, r.status, http.StatusText(r.status), what, c.maxRetries, c.detailSuffix(r.body))}
+				return nil, &Error{Status: r.status, msg: fmt.Sprintf("sentry at %s answered %d %s for %s (after %s)%s",
+					c.display, r.status, http.StatusText(r.status), what, retries(c.maxRetries), c.detailSuffix(r.body))}
 			}
 			if err := c.sleep(ctx, c.backoff(attempt)); err != nil {
 				return nil, err
@@ -256,6 +256,13 @@ func (c *Client) doURL(ctx context.Context, method, target string, body any) (*r
 			return r, nil
 		}
 	}
+}
+
+func retries(n int) string {
+	if n == 1 {
+		return "1 retry"
+	}
+	return strconv.Itoa(n) + " retries"
 }
 
 // retryAfter reads how long Sentry wants us to wait: Retry-After in seconds
@@ -354,7 +361,17 @@ func detail(body []byte) string {
 		}
 		return truncate(string(body), 300)
 	}
-	return truncate(strings.TrimSpace(string(body)), 200)
+	return plainText(body)
+}
+
+// plainText keeps a short non-JSON body unless it is markup (a proxy's error
+// page), which would only clutter a chat message.
+func plainText(body []byte) string {
+	s := strings.TrimSpace(string(body))
+	if strings.HasPrefix(s, "<") {
+		return ""
+	}
+	return truncate(s, 200)
 }
 
 func truncate(s string, n int) string {

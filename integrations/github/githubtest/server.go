@@ -49,14 +49,24 @@ type Server struct {
 	nextID   int64
 	requests []request
 
-	failN, failStatus int
-	loseN, loseStatus int
+	failures          []*failure
 	primaryUntil      time.Time
 	primaryStatus     int
 	secondary         []secondaryLimit
 }
 
 type request struct{ method, path string }
+
+// failure is a configured failure for the next n matching requests.
+type failure struct {
+	method, prefix string
+	n, status      int
+	afterApply     bool
+}
+
+func (f *failure) matches(r *http.Request) bool {
+	return f.n > 0 && (f.method == "" || f.method == r.Method) && strings.HasPrefix(r.URL.Path, f.prefix)
+}
 
 type secondaryLimit struct {
 	status     int
@@ -117,18 +127,37 @@ func (s *Server) SetUser(login string) {
 // FailNext makes the next n requests, whatever they are, fail with status
 // before doing anything, with a JSON error body.
 func (s *Server) FailNext(n, status int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failN, s.failStatus = n, status
+	s.FailRequests("", "", n, status)
 }
 
-// FailNextAfterApply makes the next n requests take effect and then answer
-// status instead of their result: GitHub timing out after it applied a
-// change. Use it to check that retries after a lost answer do no harm.
-func (s *Server) FailNextAfterApply(n, status int) {
+// FailRequests makes the next n requests with that method ("" for any)
+// and path prefix fail with status before doing anything.
+func (s *Server) FailRequests(method, pathPrefix string, n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.loseN, s.loseStatus = n, status
+	s.failures = append(s.failures, &failure{method: method, prefix: pathPrefix, n: n, status: status})
+}
+
+// FailAfterApply makes the next n requests with that method ("" for any)
+// and path prefix take effect and then answer status instead of their
+// result: GitHub timing out after it applied a change. It checks that a
+// client's retries after a lost answer do no harm.
+func (s *Server) FailAfterApply(method, pathPrefix string, n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures = append(s.failures, &failure{method: method, prefix: pathPrefix, n: n, status: status, afterApply: true})
+}
+
+// failure returns the first configured failure of that kind matching r,
+// counting it.
+func (s *Server) failure(r *http.Request, afterApply bool) *failure {
+	for _, f := range s.failures {
+		if f.afterApply == afterApply && f.matches(r) {
+			f.n--
+			return f
+		}
+	}
+	return nil
 }
 
 // RateLimitNext simulates GitHub's rate limits. kind is one of:
@@ -226,9 +255,8 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		s.advance(now)
 		w.Header().Set("X-GitHub-Request-Id", fmt.Sprintf("FAKE:%d", len(s.requests)))
 
-		if s.failN > 0 {
-			s.failN--
-			writeJSON(w, s.failStatus, map[string]any{"message": http.StatusText(s.failStatus)})
+		if f := s.failure(r, false); f != nil {
+			writeJSON(w, f.status, map[string]any{"message": http.StatusText(f.status)})
 			return
 		}
 		if !strings.HasPrefix(r.URL.Path, "/app/") && !s.authenticated(r) {
@@ -258,11 +286,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			})
 			return
 		}
-		if s.loseN > 0 {
-			s.loseN--
-			rec := httptest.NewRecorder()
-			next.ServeHTTP(rec, r)
-			writeJSON(w, s.loseStatus, map[string]any{"message": http.StatusText(s.loseStatus)})
+		if f := s.failure(r, true); f != nil {
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			writeJSON(w, f.status, map[string]any{"message": http.StatusText(f.status)})
 			return
 		}
 		next.ServeHTTP(w, r)
