@@ -52,6 +52,9 @@ func (c *Console) Post(ctx context.Context, channel, threadTS string, v View) (s
 	ts := fmt.Sprintf("%d.000000", c.nextTS)
 	if threadTS != "" {
 		fmt.Fprintf(c.out, "    ↳ %s\n", indent(plain(viewText(v)), "      "))
+		if hasButtons(v) {
+			c.offer(ts, v, "      ")
+		}
 		return ts, nil
 	}
 	c.print(ts, v)
@@ -75,6 +78,12 @@ func (c *Console) Upload(ctx context.Context, channel, threadTS, name, title str
 	return nil
 }
 
+// Permalink implements Chat: the console has no links; it names the
+// message instead.
+func (c *Console) Permalink(ctx context.Context, channel, ts string) (string, error) {
+	return "console:" + channel + "/" + ts, nil
+}
+
 // Update implements Chat.
 func (c *Console) Update(ctx context.Context, channel, ts string, v View) error {
 	c.mu.Lock()
@@ -90,22 +99,26 @@ func (c *Console) print(ts string, v View) {
 	}
 	c.rendered[ts] = text
 	fmt.Fprintf(c.out, "\n┌──────────────────────────────────────────\n│ %s\n", indent(text, "│ "))
-	// Choices belong to the newest message that offers any: the runbook's
-	// current step.
+	if hasButtons(v) {
+		c.offer(ts, v, "│ ")
+		fmt.Fprintf(c.out, "└── type a number to click as %s, \":as U…\" to switch user, or a /command\n", c.user)
+	} else {
+		fmt.Fprintln(c.out, "└──")
+	}
+}
+
+// offer makes a message's buttons the current numbered choices: choices
+// belong to the newest message that offers any.
+func (c *Console) offer(ts string, v View, prefix string) {
 	var cs []choice
 	for _, b := range v.Blocks {
 		for _, bt := range b.Buttons {
 			cs = append(cs, choice{ts: ts, button: bt})
 		}
 	}
-	if len(cs) > 0 {
-		c.choices = cs
-		for i, ch := range cs {
-			fmt.Fprintf(c.out, "│  [%d] %s\n", i+1, ch.button.Label)
-		}
-		fmt.Fprintf(c.out, "└── type a number to click as %s, \":as U…\" to switch user, or a /command\n", c.user)
-	} else {
-		fmt.Fprintln(c.out, "└──")
+	c.choices = cs
+	for i, ch := range cs {
+		fmt.Fprintf(c.out, "%s [%d] %s\n", prefix, i+1, ch.button.Label)
 	}
 }
 

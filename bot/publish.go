@@ -35,6 +35,7 @@ type threadOp struct {
 	name    string
 	title   string
 	liveKey string // with text: edit the live message of that key
+	buttons []Button
 }
 
 func (b *Bot) publisher(r *steps.Run) *publisher {
@@ -61,6 +62,15 @@ func (b *Bot) RunChanged(r *steps.Run) {
 
 // Say implements steps.Notifier: a line in the run's thread.
 func (b *Bot) Say(r *steps.Run, text string) { b.enqueue(r, threadOp{text: text}) }
+
+// Offer implements steps.Notifier: a thread line with run-level buttons.
+func (b *Bot) Offer(r *steps.Run, text string, buttons ...steps.Button) {
+	var bs []Button
+	for _, bt := range buttons {
+		bs = append(bs, Button{Label: bt.Label, Style: bt.Style, ActionID: ActionID(bt.Verb, r.ID, steps.RunLevel), Value: ButtonValue(r.ID, steps.RunLevel, 0)})
+	}
+	b.enqueue(r, threadOp{text: text, buttons: bs})
+}
 
 // Attach implements steps.Notifier: a file in the run's thread.
 func (b *Bot) Attach(r *steps.Run, name, title string, content []byte) {
@@ -163,7 +173,11 @@ func (b *Bot) drain(p *publisher) {
 			p.mu.Lock()
 			p.ts = newTS
 			p.mu.Unlock()
-			if err := b.eng.SetMessage(ctx, p.runID, newTS); err != nil {
+			link, err := b.chat.Permalink(ctx, p.channel, newTS)
+			if err != nil {
+				b.log.Warn("no permalink for the run message", zap.String("run", p.runID), zap.Error(err))
+			}
+			if err := b.eng.SetMessage(ctx, p.runID, newTS, link); err != nil {
 				b.log.Error("recording run message failed", zap.String("run", p.runID), zap.Error(err))
 			}
 		case op != nil:
@@ -206,7 +220,11 @@ func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op th
 			b.log.Warn("live update failed", zap.String("run", p.runID), zap.Error(err))
 		}
 	default:
-		newTS, err := b.chat.Post(ctx, p.channel, ts, textView(truncate(op.text, maxSectionText)))
+		v := textView(truncate(op.text, maxSectionText))
+		if len(op.buttons) > 0 {
+			v.Blocks = append(v.Blocks, Block{Kind: Actions, Buttons: op.buttons})
+		}
+		newTS, err := b.chat.Post(ctx, p.channel, ts, v)
 		if err != nil {
 			b.log.Warn("thread post failed", zap.String("run", p.runID), zap.Error(err))
 			return

@@ -68,6 +68,35 @@ func (s *SlackChat) Upload(ctx context.Context, channel, threadTS, name, title s
 	return nil
 }
 
+// Permalink implements Chat with chat.getPermalink.
+func (s *SlackChat) Permalink(ctx context.Context, channel, ts string) (string, error) {
+	var link string
+	err := s.retry(ctx, func() error {
+		var err error
+		link, err = s.api.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: channel, Ts: ts})
+		return err
+	})
+	return link, err
+}
+
+// UserName implements steps.Directory with users.info: the real name, else
+// the handle.
+func (s *SlackChat) UserName(ctx context.Context, id string) (string, error) {
+	var u *slack.User
+	err := s.retry(ctx, func() error {
+		var err error
+		u, err = s.api.GetUserInfoContext(ctx, id)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if u.Name != "" {
+		return u.Name, nil
+	}
+	return u.RealName, nil
+}
+
 // GroupMembers implements Groups with usergroups.users.list.
 func (s *SlackChat) GroupMembers(ctx context.Context, group string) ([]string, error) {
 	var ids []string

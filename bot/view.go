@@ -44,6 +44,8 @@ type Chat interface {
 	Post(ctx context.Context, channel, threadTS string, v View) (string, error)
 	// Update replaces a message the bot posted.
 	Update(ctx context.Context, channel, ts string, v View) error
+	// Permalink returns a link to a message.
+	Permalink(ctx context.Context, channel, ts string) (string, error)
 	// Upload shares a file in a thread.
 	Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error
 }

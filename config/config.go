@@ -110,6 +110,13 @@ type GitHub struct {
 	APIURL    string // default "https://api.github.com/"; ends in "/" (go-github's BaseURL requires it)
 	Monorepo  string // required, "owner/name": releases, build workflow, changelog PRs
 	InfraRepo string // required, "owner/name": infrastructure PRs, rollback workflow
+	// Added keys: how often GitHub is polled while a step waits on it, and
+	// how long the build, the changelog PR and the rollback workflow may
+	// take before the step says so and offers Re-check.
+	PollInterval     time.Duration // poll_interval, default 15s
+	BuildTimeout     time.Duration // build_timeout, default 45m
+	ChangelogTimeout time.Duration // changelog_timeout, default 30m
+	RollbackTimeout  time.Duration // rollback_timeout, default 30m
 }
 
 // Infra says where the Terraform code is and how to run Terraform.

@@ -19,6 +19,9 @@ type Notifier interface {
 	RunChanged(r *Run)
 	// Say posts a line in the run's thread.
 	Say(r *Run, text string)
+	// Offer posts a line in the run's thread with run-level buttons
+	// (Roll back, Declare incident) under it.
+	Offer(r *Run, text string, buttons ...Button)
 	// Attach uploads a file into the run's thread.
 	Attach(r *Run, name, title string, content []byte)
 	// Live posts text in the thread once, then edits that message whenever
@@ -51,6 +54,7 @@ type Engine struct {
 	runbooks *Runbooks
 	log      *zap.Logger
 	now      func() time.Time
+	dir      Directory
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -63,6 +67,7 @@ type Engine struct {
 // live is an open run in memory. Its mutex serialises every transition of
 // the run; the store is written through under it.
 type live struct {
+	done   chan struct{} // closed when the run has ended
 	mu     sync.Mutex
 	run    *Run
 	steps  []Step
@@ -119,6 +124,10 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 			return nil, refuse("You are not allowed to start a %s: only deployers (listed under `slack.deployers`) may. Ask one of them.", req.Kind)
 		}
 	}
+	if err := e.runbooks.validate(ctx, req); err != nil {
+		e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s %s: %v", req.Kind, req.Service, req.Version, err)})
+		return nil, err
+	}
 	now := e.now().UTC()
 	r := &Run{Kind: req.Kind, Service: req.Service, Version: req.Version, Requester: req.Requester,
 		Channel: req.Channel, Summary: req.Summary, State: RunActive, CreatedAt: now, UpdatedAt: now, Data: cloneMap(req.Data)}
@@ -146,7 +155,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 		}
 		return nil, err
 	}
-	l := &live{run: r, steps: impl}
+	l := &live{run: r, steps: impl, done: make(chan struct{})}
 	e.mu.Lock()
 	e.runs[r.ID] = l
 	e.mu.Unlock()
@@ -176,7 +185,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 			e.log.Error("cannot resume run", zap.String("run", r.ID), zap.Error(err))
 			continue
 		}
-		l := &live{run: r, steps: impl}
+		l := &live{run: r, steps: impl, done: make(chan struct{})}
 		e.mu.Lock()
 		e.runs[r.ID] = l
 		e.mu.Unlock()
@@ -234,6 +243,9 @@ type ActionRequest struct {
 // Act handles a click. A *Refused error explains to the user why nothing
 // happened; every refusal is also audited.
 func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
+	if req.StepIndex == RunLevel {
+		return e.runAction(ctx, req)
+	}
 	l := e.liveRun(req.RunID)
 	if l == nil {
 		r, err := e.store.Run(ctx, req.RunID)
@@ -271,8 +283,12 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 	}
 	spec := l.steps[st.Index].Spec()
 	gate := spec.Gate
-	if req.Verb == VerbRetry || req.Verb == VerbIncident {
+	switch req.Verb {
+	case VerbRetry, VerbIncident:
 		gate = GateRequesterOrApprover
+	case VerbApprove, VerbPublish, VerbConfirm:
+		// Approvers approve, publish and confirm, whatever the step.
+		gate = GateApprover
 	}
 	if err := e.authorize(ctx, r, spec, gate, req); err != nil {
 		l.mu.Unlock()
@@ -394,22 +410,40 @@ func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 	return nil
 }
 
-// SetMessage records where the run's parent message is.
-func (e *Engine) SetMessage(ctx context.Context, runID, ts string) error {
+// SetMessage records where the run's parent message is, and its link
+// (which the infrastructure PR cites).
+func (e *Engine) SetMessage(ctx context.Context, runID, ts, permalink string) error {
+	set := func(r *Run) {
+		r.MessageTS = ts
+		if permalink != "" {
+			if r.Data == nil {
+				r.Data = map[string]string{}
+			}
+			r.Data["permalink"] = permalink
+		}
+	}
 	l := e.liveRun(runID)
 	if l == nil {
 		r, err := e.store.Run(ctx, runID)
 		if err != nil {
 			return err
 		}
-		r.MessageTS = ts
+		set(r)
 		return e.store.SaveRun(ctx, r, Changes{})
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.run.MessageTS = ts
+	set(l.run)
 	return e.save(ctx, l.run, Changes{})
 }
+
+// Directory turns user ids into names (the rollback workflow's actor input).
+type Directory interface {
+	UserName(ctx context.Context, id string) (string, error)
+}
+
+// SetDirectory sets where steps look up user names.
+func (e *Engine) SetDirectory(d Directory) { e.dir = d }
 
 // Run returns a snapshot of a run, open or not.
 func (e *Engine) Run(ctx context.Context, id string) (*Run, error) {
@@ -551,6 +585,7 @@ func (e *Engine) advance(runID string) {
 		e.notify.RunChanged(snap)
 
 		x := e.newExec(snap, snap.Step(idx))
+		x.checkpoint = func(key, value string) error { return e.checkpoint(l, idx, seq, key, value) }
 		res := e.safeStart(step, ctx, x)
 		cancel()
 
@@ -790,6 +825,7 @@ func (e *Engine) finish(runID string) {
 	e.mu.Lock()
 	delete(e.runs, runID)
 	e.mu.Unlock()
+	close(l.done)
 	e.notify.RunChanged(snap)
 }
 
@@ -847,4 +883,20 @@ func sortRuns(rs []*Run) {
 			rs[j], rs[j-1] = rs[j-1], rs[j]
 		}
 	}
+}
+
+// checkpoint commits one value of a running step's data at once, so that
+// what the step did so far (issues already posted) survives a crash.
+func (e *Engine) checkpoint(l *live, idx, seq int, key, value string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.run.Step(idx)
+	if st == nil || st.Seq != seq {
+		return errors.New("the step is no longer running")
+	}
+	if st.Data == nil {
+		st.Data = map[string]string{}
+	}
+	st.Data[key] = value
+	return e.save(e.ctx, l.run, Changes{})
 }

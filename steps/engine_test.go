@@ -44,6 +44,8 @@ func (r *recorder) Attach(run *steps.Run, name, title string, content []byte) {
 	r.Say(run, "[file "+name+"]")
 }
 
+func (r *recorder) Offer(run *steps.Run, text string, buttons ...steps.Button) { r.Say(run, text) }
+
 func (r *recorder) Live(run *steps.Run, key, text string) { r.Say(run, text) }
 
 func (r *recorder) poke() {

@@ -216,6 +216,10 @@ const (
 	VerbRollback = "rollback"
 )
 
+// RunLevel is the step index of buttons that act on the run as a whole
+// (Roll back, Declare incident on a Sentry issue), whatever step it is at.
+const RunLevel = -1
+
 // Verbs lists every known verb.
 var Verbs = []string{VerbApprove, VerbReject, VerbDone, VerbPublish, VerbSkip, VerbRecheck, VerbConfirm, VerbCancel, VerbRetry, VerbIncident, VerbRollback}
 

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -12,9 +13,27 @@ import (
 // integration is configured), otherwise the manual step with the runbook's
 // text. Runs are rebuilt this way after a restart, so step ids are stable.
 type Runbooks struct {
-	cfg      *config.Config
-	builders map[string]Builder
-	prs      PullRequests
+	cfg        *config.Config
+	builders   map[string]Builder
+	prs        PullRequests
+	validators []Validator
+}
+
+// Validator checks a start request against the outside world before a run
+// opens (a rollback's release must exist). Its error is shown to the user;
+// return a *Refused to say what to do instead.
+type Validator func(ctx context.Context, req StartRequest) error
+
+// Validate registers a check run before every run starts.
+func (rb *Runbooks) Validate(v Validator) { rb.validators = append(rb.validators, v) }
+
+func (rb *Runbooks) validate(ctx context.Context, req StartRequest) error {
+	for _, v := range rb.validators {
+		if err := v(ctx, req); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Builder makes the automated form of a step from its spec and service. It

@@ -82,10 +82,43 @@ type Exec struct {
 	version string
 	say     func(string)
 	n       Notifier
+	dir     Directory
+	// checkpoint commits step data at once; nil outside Start.
+	checkpoint func(key, value string) error
+}
+
+// Save records a value with the step at once (not only with its result),
+// for effects that must not repeat after a restart. Outside Start it is the
+// same as Set.
+func (x *Exec) Save(key, value string) error {
+	x.data[key] = value
+	if x.checkpoint == nil {
+		return nil
+	}
+	return x.checkpoint(key, value)
+}
+
+// Offer posts text in the thread with run-level buttons (Roll back,
+// Declare incident).
+func (x *Exec) Offer(text string, buttons ...Button) {
+	if x.n != nil {
+		x.n.Offer(x.Run, text, buttons...)
+	}
+}
+
+// UserName returns a person's name for outside systems, or the id when
+// names cannot be looked up.
+func (x *Exec) UserName(ctx context.Context, id string) string {
+	if x.dir != nil {
+		if n, err := x.dir.UserName(ctx, id); err == nil && n != "" {
+			return n
+		}
+	}
+	return id
 }
 
 func (e *Engine) newExec(r *Run, s *StepState) *Exec {
-	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify,
+	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify, dir: e.dir,
 		say: func(text string) { e.notify.Say(r, text) }}
 }
 
