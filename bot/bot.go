@@ -33,6 +33,8 @@ type Bot struct {
 	opts Options
 	eng  *steps.Engine
 
+	selfBotID string
+
 	mu   sync.Mutex
 	pubs map[string]*publisher
 	wg   sync.WaitGroup
@@ -69,6 +71,12 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		b.replyView(ctx, c.Reply, b.helpView())
 	case "status":
 		b.replyView(ctx, c.Reply, b.statusView(ctx))
+	case "override":
+		if err := b.eng.Override(ctx, req.runID, c.User, req.text); err != nil {
+			b.answerErr(ctx, c.Reply, err)
+			return
+		}
+		b.reply(ctx, c.Reply, fmt.Sprintf("Overrode the block on %s; the reason is in the thread and the audit log.", req.runID))
 	case "cancel":
 		if err := b.eng.Cancel(ctx, req.runID, c.User); err != nil {
 			b.answerErr(ctx, c.Reply, err)
@@ -164,6 +172,27 @@ func (b *Bot) statusView(ctx context.Context) View {
 		}
 	}
 	text := "*Open runs*\n" + strings.Join(lines, "\n")
+	var incidents []Block
+	for _, r := range runs {
+		if r.Kind != steps.KindIncident {
+			continue
+		}
+		incidents = append(incidents, Block{Kind: Section, Text: truncate(fmt.Sprintf("*Open incident* `%s`: %s (declared by <@%s>)", r.ID, escape(r.Summary), r.Requester), maxSectionText)})
+		if cur := r.Current(); cur != nil && cur.Status == steps.StepWaiting {
+			var bs []Button
+			for _, bt := range cur.Buttons {
+				if bt.Verb == steps.VerbDone {
+					bs = append(bs, Button{Label: bt.Label, Style: bt.Style, ActionID: ActionID(bt.Verb, r.ID, cur.Index), Value: ButtonValue(r.ID, cur.Index, cur.Seq)})
+				}
+			}
+			if len(bs) > 0 {
+				incidents = append(incidents, Block{Kind: Actions, Buttons: bs})
+			}
+		}
+		if len(incidents) > maxBlocks-3 {
+			break
+		}
+	}
 	if len(locks) > 0 {
 		var ls []string
 		for svc, id := range locks {
@@ -172,5 +201,5 @@ func (b *Bot) statusView(ctx context.Context) View {
 		sort.Strings(ls)
 		text += "\n*Locks*\n" + strings.Join(ls, "\n")
 	}
-	return View{Text: "deploybot status", Blocks: []Block{{Kind: Section, Text: truncate(text, maxSectionText)}}}
+	return View{Text: "deploybot status", Blocks: append([]Block{{Kind: Section, Text: truncate(text, maxSectionText)}}, incidents...)}
 }

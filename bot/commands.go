@@ -94,6 +94,14 @@ func (b *Bot) parseDeploy(c Command, words []string) (request, error) {
 			return request{}, usagef("`/deploy status` takes no more words; you typed `%s`.", clip(strings.Join(words[1:], " ")))
 		}
 		return request{op: "status"}, nil
+	case "override":
+		if len(words) < 3 {
+			return request{}, usagef("Say which run and why: `/deploy override <run-id> <reason>`, for example `/deploy override run-12 the refresh is paused and safe`.")
+		}
+		if !b.inDeployChannel(c.Channel) {
+			return request{}, usagef("`/deploy override` works in %s. Use it there.", b.channelList(false))
+		}
+		return request{op: "override", runID: words[1], text: strings.Join(words[2:], " ")}, nil
 	case "cancel":
 		if len(words) != 2 {
 			return request{}, usagef("Name the run to cancel: `/deploy cancel <run-id>`, for example `/deploy cancel run-12`. `/deploy status` lists open runs.")
@@ -190,6 +198,7 @@ func (b *Bot) helpView() View {
 		"• `/deploy <service> [<tag>]`: deploy a service (tag like `rel-2023.07.03.17.52.00`)\n" +
 		"• `/deploy status`: open runs, locks, who waits on whom\n" +
 		"• `/deploy cancel <run-id>`: end a run (requester or approver); changes are undone\n" +
+		"• `/deploy override <run-id> <reason>`: an approver pushes a run past an Airflow block\n" +
 		"• `/rollback [service] <tag>`: roll back to a published version\n" +
 		"• `/incident <summary>`: declare a production incident\n" +
 		"• `/deploy help`: this help\n" +

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -95,6 +96,39 @@ func (s *SlackChat) UserName(ctx context.Context, id string) (string, error) {
 		return u.Name, nil
 	}
 	return u.RealName, nil
+}
+
+// CreateChannel implements Channels with conversations.create; a taken
+// name gets a numeric suffix.
+func (s *SlackChat) CreateChannel(ctx context.Context, name string) (string, error) {
+	for i := 1; i <= 20; i++ {
+		n := name
+		if i > 1 {
+			n = fmt.Sprintf("%s-%d", name, i)
+		}
+		var ch *slack.Channel
+		err := s.retry(ctx, func() error {
+			var err error
+			ch, err = s.api.CreateConversationContext(ctx, slack.CreateConversationParams{ChannelName: n})
+			return err
+		})
+		if err != nil && strings.Contains(err.Error(), "name_taken") {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("conversations.create %s: %w", n, err)
+		}
+		return ch.ID, nil
+	}
+	return "", fmt.Errorf("conversations.create: every name like %s is taken", name)
+}
+
+// Invite implements Channels with conversations.invite.
+func (s *SlackChat) Invite(ctx context.Context, channel string, users []string) error {
+	return s.retry(ctx, func() error {
+		_, err := s.api.InviteUsersToConversationContext(ctx, channel, users...)
+		return err
+	})
 }
 
 // GroupMembers implements Groups with usergroups.users.list.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 	"go.uber.org/zap"
 )
@@ -21,6 +22,7 @@ type Deliveries interface {
 
 // Socket runs the bot over Slack Socket Mode.
 type Socket struct {
+	api  *slack.Client
 	sm   *socketmode.Client
 	bot  *Bot
 	seen Deliveries
@@ -35,7 +37,7 @@ type Socket struct {
 // NewSocket makes the Socket Mode adapter. api must carry the app-level
 // token (slack.OptionAppLevelToken).
 func NewSocket(api *slack.Client, b *Bot, seen Deliveries, log *zap.Logger, opts ...socketmode.Option) *Socket {
-	return &Socket{sm: socketmode.New(api, opts...), bot: b, seen: seen, log: log, recent: map[string]bool{}}
+	return &Socket{api: api, sm: socketmode.New(api, opts...), bot: b, seen: seen, log: log, recent: map[string]bool{}}
 }
 
 // Connected reports whether a Socket Mode connection is up (for /readyz).
@@ -50,6 +52,14 @@ func (s *Socket) Connected() bool {
 // apps.connections.open fails for good; Run keeps trying with backoff unless
 // the token is rejected, which no retry can fix.
 func (s *Socket) Run(ctx context.Context) error {
+	if s.api != nil {
+		// Who am I: the bot must not react to its own messages.
+		if who, err := s.api.AuthTestContext(ctx); err == nil {
+			s.bot.SetSelf(who.BotID)
+		} else {
+			s.log.Warn("auth.test failed", zap.Error(err))
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -163,8 +173,10 @@ func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 		for _, a := range data.ActionCallback.BlockActions {
 			s.bot.HandleClick(ctx, Click{User: data.User.ID, Channel: data.Channel.ID, MessageTS: data.Container.MessageTs, ActionID: a.ActionID, Value: a.Value, Reply: reply})
 		}
-	default:
-		// Events API (alerts channel listening) arrives with a later issue.
+	case slackevents.EventsAPIEvent:
+		if m, ok := data.InnerEvent.Data.(*slackevents.MessageEvent); ok {
+			s.bot.HandleMessage(ctx, Message{Channel: m.Channel, User: m.User, BotID: m.BotID, Username: m.Username, Text: m.Text, TS: m.TimeStamp})
+		}
 	}
 }
 

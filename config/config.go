@@ -146,6 +146,9 @@ type Sentry struct {
 	Project      string            // required project slug
 	Environments map[string]string // deploy environment -> Sentry environment; never nil
 	Watch        time.Duration     // how long to watch after each apply; default 15m, > 0
+	// PollInterval (added key poll_interval, default 1m) is how often the
+	// watch asks Sentry for new issues.
+	PollInterval time.Duration
 }
 
 // Environment returns the Sentry environment for a deploy environment: the

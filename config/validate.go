@@ -277,8 +277,8 @@ func (w *walker) sentry(f fieldSet) (*Sentry, []entry) {
 	if f.vals["sentry"] == nil {
 		return nil, nil
 	}
-	s := &Sentry{URL: "https://sentry.io/", Environments: map[string]string{}, Watch: 15 * time.Minute}
-	sf, ok := w.section(f, "sentry", "url", "org", "project", "environments", "watch")
+	s := &Sentry{URL: "https://sentry.io/", Environments: map[string]string{}, Watch: 15 * time.Minute, PollInterval: time.Minute}
+	sf, ok := w.section(f, "sentry", "url", "org", "project", "environments", "watch", "poll_interval")
 	if !ok {
 		return s, nil
 	}
@@ -311,6 +311,11 @@ func (w *walker) sentry(f fieldSet) (*Sentry, []entry) {
 				s.Environments[e.key.Value] = v
 				keys = append(keys, e)
 			}
+		}
+	}
+	if n := sf.vals["poll_interval"]; n != nil {
+		if d, ok := w.duration(n, sf.at("poll_interval")); ok {
+			s.PollInterval = d
 		}
 	}
 	if n := sf.vals["watch"]; n != nil {

@@ -277,7 +277,9 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 		l.mu.Unlock()
 		return e.refused(ctx, req, "%s. Nothing was changed.", msg)
 	}
-	if !hasVerb(st.Buttons, req.Verb) {
+	spec0 := l.steps[st.Index].Spec()
+	override := req.Verb == VerbConfirm && spec0.Overridable && st.Status == StepWaiting && req.Reason != ""
+	if !hasVerb(st.Buttons, req.Verb) && !override {
 		l.mu.Unlock()
 		return e.refused(ctx, req, "“%s” does not take %q now.", st.Title, req.Verb)
 	}
@@ -899,4 +901,36 @@ func (e *Engine) checkpoint(l *live, idx, seq int, key, value string) error {
 	}
 	st.Data[key] = value
 	return e.save(e.ctx, l.run, Changes{})
+}
+
+// Override pushes the waiting step of a run through, with a reason, when
+// the step allows it (an Airflow block). Approvers only.
+func (e *Engine) Override(ctx context.Context, runID, user, reason string) error {
+	req := ActionRequest{RunID: runID, Verb: VerbConfirm, User: user, Reason: reason}
+	l := e.liveRun(runID)
+	if l == nil {
+		return e.refused(ctx, req, "there is no open run %s. `/deploy status` lists open runs.", runID)
+	}
+	l.mu.Lock()
+	cur := l.run.Current()
+	ok := cur != nil && cur.Status == StepWaiting && l.steps[cur.Index].Spec().Overridable
+	if ok {
+		req.StepIndex, req.Seq = cur.Index, cur.Seq
+	}
+	l.mu.Unlock()
+	if !ok {
+		return e.refused(ctx, req, "%s is not waiting on a step that can be overridden (only an Airflow block can).", runID)
+	}
+	return e.Act(ctx, req)
+}
+
+// Watching lists open runs whose Sentry watch is running.
+func (e *Engine) Watching() []*Run {
+	var out []*Run
+	for _, r := range e.OpenRuns() {
+		if cur := r.Current(); cur != nil && cur.ID == "sentry" && cur.Status == StepRunning {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -101,7 +101,7 @@ func (rb *Runbooks) AutomateInfra(infra Infra) {
 			return &planStep{base}
 		case "apply":
 			base.S.Idempotent = false // an apply cut short must be looked at by a person
-			return &applyStep{base}
+			return &applyStep{infraStep: base, sentry: rb.sentry, sentryCfg: rb.sentryCfg}
 		case "restore":
 			return &restoreStep{base}
 		case "infra-pr":

@@ -16,6 +16,8 @@ type Manual struct {
 	// Undo, when set, is the instruction given if the run ends without
 	// success after this step: a manual compensation.
 	Undo string
+	// Resolve labels the button "Resolve" (incidents).
+	Resolve bool
 }
 
 func (m *Manual) Spec() Spec { return m.S }
@@ -26,7 +28,11 @@ func (m *Manual) Start(ctx context.Context, x *Exec) Result {
 			Button{Verb: VerbApprove, Label: "Approve", Style: "primary"},
 			Button{Verb: VerbReject, Label: "Reject", Style: "danger"})
 	}
-	return Wait(m.S.Instruction, Button{Verb: VerbDone, Label: "Done", Style: "primary"})
+	label := "Done"
+	if m.Resolve {
+		label = "Resolve"
+	}
+	return Wait(m.S.Instruction, Button{Verb: VerbDone, Label: label, Style: "primary"})
 }
 
 func (m *Manual) Act(ctx context.Context, x *Exec, a Action) Result {
@@ -41,6 +47,9 @@ func (m *Manual) Act(ctx context.Context, x *Exec, a Action) Result {
 		r.EndRun = fmt.Sprintf("%s rejected by <@%s>", m.S.Title, a.User)
 		return r
 	default:
+		if m.Resolve {
+			return Done(fmt.Sprintf("resolved by <@%s>", a.User))
+		}
 		return Done(fmt.Sprintf("done by <@%s>", a.User))
 	}
 }

@@ -17,6 +17,8 @@ type Runbooks struct {
 	builders   map[string]Builder
 	prs        PullRequests
 	validators []Validator
+	sentry     Sentry
+	sentryCfg  *config.Sentry
 }
 
 // Validator checks a start request against the outside world before a run
@@ -111,6 +113,10 @@ func deploySteps(cfg *config.Config, svc *config.Service) []*Manual {
 		e := env
 		label := envLabel(e.Name, i, len(svc.Environments))
 		if e.ClearFlag != "" {
+			again := manual("airflow:"+e.Name, fmt.Sprintf("%s: check Airflow again", label),
+				"Check Airflow again just before this plan: a data refresh may have started while the earlier environments deployed.", GateRequesterOrApprover)
+			again.S.Environment = e.Name
+			ms = append(ms, again)
 			m := manual("flag:"+e.Name, fmt.Sprintf("%s: set %s", label, e.ClearFlag),
 				fmt.Sprintf("Update the value of `%s` to `true` in the %s module declaration (`%s`).", e.ClearFlag, e.Name, e.File), GateRequesterOrApprover)
 			m.S.Environment = e.Name
@@ -169,7 +175,7 @@ func incidentSteps(cfg *config.Config, svc *config.Service) []*Manual {
 		{S: Spec{ID: "incident-notify", Title: "Notify the team", Gate: GateRequesterOrApprover, Idempotent: true,
 			Instruction: fmt.Sprintf("Treat this as a production incident: notify %s in the alerts channel with what is wrong and what you see.", where)}},
 		{S: Spec{ID: "incident-resolve", Title: "Resolve the incident", Gate: GateRequesterOrApprover, Idempotent: true,
-			Instruction: "When service is restored, mark the incident resolved and write down what happened."}},
+			Instruction: "When service is restored, mark the incident resolved (the declarer or an approver) and write down what happened in the thread."}, Resolve: true},
 	}
 }
 

@@ -61,6 +61,9 @@ type Spec struct {
 	// Idempotent steps are simply started again when the process died while
 	// they ran; others are marked interrupted for a person to decide.
 	Idempotent bool
+	// Overridable: an approver may push the step through with a reason
+	// (`/deploy override <run> <reason>`), e.g. an Airflow block.
+	Overridable bool
 }
 
 // Action is a click on a step's button.
@@ -85,6 +88,24 @@ type Exec struct {
 	dir     Directory
 	// checkpoint commits step data at once; nil outside Start.
 	checkpoint func(key, value string) error
+	eng        *Engine
+}
+
+// LookupRun returns another run (an incident's originating deploy).
+func (x *Exec) LookupRun(ctx context.Context, id string) (*Run, error) {
+	if x.eng == nil {
+		return nil, ErrNotFound
+	}
+	return x.eng.Run(ctx, id)
+}
+
+// LastGoodVersion is the version the service ran before r.
+func (x *Exec) LastGoodVersion(ctx context.Context, r *Run) string {
+	if x.eng == nil {
+		return ""
+	}
+	v, _ := x.eng.LastGoodVersion(ctx, r)
+	return v
 }
 
 // Save records a value with the step at once (not only with its result),
@@ -118,7 +139,7 @@ func (x *Exec) UserName(ctx context.Context, id string) string {
 }
 
 func (e *Engine) newExec(r *Run, s *StepState) *Exec {
-	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify, dir: e.dir,
+	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify, dir: e.dir, eng: e,
 		say: func(text string) { e.notify.Say(r, text) }}
 }
 

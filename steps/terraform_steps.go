@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/deploybot/deploybot/config"
 	"strings"
 	"sync"
 	"time"
@@ -82,7 +83,11 @@ func (s *planStep) Act(ctx context.Context, x *Exec, a Action) Result {
 // applyStep applies the approved plan file, and only it: the file's hash and
 // the base branch must be as they were when it was approved, or the step
 // goes back to planning for a new approval.
-type applyStep struct{ infraStep }
+type applyStep struct {
+	infraStep
+	sentry    Sentry
+	sentryCfg *config.Sentry
+}
 
 func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 	env := s.env.Name
@@ -114,6 +119,7 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 		return RewindTo("plan:"+env, fmt.Sprintf("Apply refused: the base branch moved from `%s` to `%s` since the plan was approved. Planning %s again for a new approval.", short(approvedAt), short(remote), env))
 	}
 	x.Say(":rocket: Applying plan `%s` to %s…", short(want), env)
+	started := time.Now()
 	prog := newProgress(x, "apply:"+env, fmt.Sprintf("terraform apply (%s)", env))
 	err = t.Apply(ctx, s.env, prog)
 	prog.flush()
@@ -125,6 +131,8 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 		return Failed(fmt.Errorf("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500))))
 	}
 	x.SetRunValue(planKey(env, "applied"), "true")
+	x.SetRunValue("applied_at:"+env, time.Now().UTC().Format(time.RFC3339Nano))
+	recordDeploy(ctx, s.sentry, s.sentryCfg, x, env, started)
 	r := Done(fmt.Sprintf("applied plan `%s`: %s", short(want), x.RunValue(planKey(env, "summary"))))
 	r.Say = fmt.Sprintf(":white_check_mark: %s applied: `%s` is now `%s`.", env, s.env.VersionAttribute, Escape(x.Run.Version))
 	return r

@@ -20,7 +20,9 @@ import (
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/integrations/airflow"
 	"github.com/deploybot/deploybot/integrations/infra"
+	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
 	"github.com/deploybot/deploybot/steps"
 )
@@ -131,8 +133,19 @@ func (m *Main) Run(ctx context.Context) error {
 		rb.AutomateInfra(m.infra)
 	}
 
+	if cfg.Airflow != nil {
+		af := airflow.New(cfg.Airflow.URL, cfg.Airflow.APIVersion, cfg.Secrets.AirflowUsername, cfg.Secrets.AirflowPassword.Reveal())
+		rb.AutomateAirflow(airflow.Steps{Client: af}, cfg.Airflow.DataRefreshDAGs)
+	}
+	if cfg.Sentry != nil {
+		sn := sentryweb.New(cfg.Sentry.URL, cfg.Sentry.Org, cfg.Secrets.SentryAuthToken.Reveal())
+		rb.AutomateSentry(sentryweb.Steps{Client: sn, Project: cfg.Sentry.Project}, cfg.Sentry)
+	}
+
 	var chat bot.Chat
 	var groups bot.Groups
+	var channels bot.Channels
+	var dir steps.Directory
 	var console *bot.Console
 	var api *slack.Client
 	switch m.Mode {
@@ -143,11 +156,15 @@ func (m *Main) Run(ctx context.Context) error {
 	default:
 		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()))
 		sc := bot.NewSlackChat(api, m.Log)
-		chat, groups = sc, sc
+		chat, groups, channels, dir = sc, sc, sc, sc
 	}
+	rb.AutomateIncidents(&bot.Announcer{Chat: chat, Channels: channels, Groups: groups}, cfg)
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
+	if dir != nil {
+		m.Engine.SetDirectory(dir)
+	}
 	m.Bot.SetEngine(m.Engine)
 	if err := m.Engine.Resume(ctx); err != nil {
 		return err

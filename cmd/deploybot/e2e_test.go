@@ -16,6 +16,7 @@ var runbook = []struct{ title, verb, user string }{
 	{"Staging (dev): bump ingestion-server", "done", alice},
 	{"Staging (dev): verify the plan", "approve", alice},
 	{"Staging (dev): apply", "done", alice},
+	{"Production (prod): check Airflow again", "done", alice},
 	{"Production (prod): set data_refresh_cleared", "done", alice},
 	{"Production (prod): bump ingestion-server", "done", alice},
 	{"Production (prod): verify the plan", "approve", bob},
@@ -83,7 +84,7 @@ func TestFullRunClickedThroughByTwoUsers(t *testing.T) {
 	if len(done) != len(runbook) {
 		t.Fatalf("audit has %d steps done, want %d: %v", len(done), len(runbook), done)
 	}
-	if done[8] != "plan:prod/"+bob {
+	if done[9] != "plan:prod/"+bob {
 		t.Errorf("prod plan approval recorded as %q, want Bob's", done[7])
 	}
 	if last := evs[len(evs)-1]; last.Action != "run.succeeded" {
@@ -149,7 +150,7 @@ func TestRefusedClicksChangeNothing(t *testing.T) {
 	if r := h.reply(h.click(carol, msg.TS, id, val)); !strings.Contains(r, "only <@U0ALICE>, who started run-1, or an approver") {
 		t.Errorf("Carol's click answered %q", r)
 	}
-	for _, s := range runbook[:8] {
+	for _, s := range runbook[:9] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 	// Alice started the run: four-eyes forbids her approving production.
@@ -184,7 +185,7 @@ func TestConcurrentDeployRefusedAndCancelFreesTheService(t *testing.T) {
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	for _, s := range runbook[:7] {
+	for _, s := range runbook[:8] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 
@@ -320,7 +321,29 @@ func TestRollbackAndIncidentOpenManualRuns(t *testing.T) {
 	if !strings.Contains(txt, "&lt;!channel&gt;") || strings.Contains(txt, "<!channel>") {
 		t.Errorf("incident summary not escaped:\n%s", txt)
 	}
-	h.waitText(inc.TS, "<!subteam^S0MAINTAINERS>")
+	// The team is told in the alerts channel, with the group mentioned.
+	h.srv.WaitFor(t, wait, "the incident announcement", func() bool {
+		for _, m := range h.srv.Messages(alerts) {
+			if strings.Contains(m.Text, "<!subteam^S0MAINTAINERS>") && strings.Contains(m.Text, "declared by* <@U0BOB>") &&
+				strings.Contains(m.Text, "&lt;!channel&gt;") && !strings.Contains(m.Text, "<!channel>") {
+				return true
+			}
+		}
+		return false
+	})
+	// /deploy status lists the open incident with a Resolve button, which
+	// the declarer (not Carol) may use.
+	st := h.command(alice, deploys, "/deploy", "status")
+	r := h.reply(st)
+	if !strings.Contains(r, "Open incident") || !strings.Contains(r, "Resolve") {
+		t.Fatalf("status lacks the incident: %s", r)
+	}
+	id, val = h.waitButton(inc.TS, "Resolve the incident", "done")
+	if r := h.reply(h.click(carol, inc.TS, id, val)); !strings.Contains(r, "only <@U0BOB>") {
+		t.Errorf("Carol resolving answered %q", r)
+	}
+	h.step(inc.TS, "Resolve the incident", "done", bob)
+	h.waitText(inc.TS, "resolved by <@U0BOB>")
 	h.assertNoRejections()
 	_ = steps.KindIncident
 }

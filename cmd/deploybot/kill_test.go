@@ -43,10 +43,10 @@ func TestSIGKILLMidRunAndRestartFinishesTheRun(t *testing.T) {
 
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	for _, s := range runbook[:7] {
+	for _, s := range runbook[:8] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
-	h.waitButton(msg.TS, runbook[7].title, "done")
+	h.waitButton(msg.TS, runbook[8].title, "done")
 	updatesBefore := h.srv.Calls("chat.update")
 
 	if err := p.Process.Signal(syscall.SIGKILL); err != nil {
@@ -60,7 +60,7 @@ func TestSIGKILLMidRunAndRestartFinishesTheRun(t *testing.T) {
 	h.srv.WaitFor(t, wait, "the message to be re-rendered", func() bool { return h.srv.Calls("chat.update") > updatesBefore })
 	h.srv.WaitFor(t, wait, "the thread to say the run was picked up again", func() bool {
 		for _, m := range h.srv.Thread(deploys, msg.TS) {
-			if strings.Contains(m.Text, "restarted and picked this run up again at step 8") {
+			if strings.Contains(m.Text, "restarted and picked this run up again at step 9") {
 				return true
 			}
 		}
@@ -69,7 +69,7 @@ func TestSIGKILLMidRunAndRestartFinishesTheRun(t *testing.T) {
 	if n := len(h.srv.Messages(deploys)); n != 1 {
 		t.Fatalf("restart posted a new run message (%d messages)", n)
 	}
-	for _, s := range runbook[7:] {
+	for _, s := range runbook[8:] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 	h.waitText(msg.TS, "succeeded")
@@ -88,7 +88,7 @@ func TestSIGKILLMidRunAndRestartFinishesTheRun(t *testing.T) {
 			resumed = true
 		}
 	}
-	want := []string{"airflow", "release", "build", "bump:dev", "plan:dev", "apply:dev", "flag:prod", "bump:prod", "plan:prod", "apply:prod", "restore:prod", "sentry", "changelog", "infra-pr"}
+	want := []string{"airflow", "release", "build", "bump:dev", "plan:dev", "apply:dev", "airflow:prod", "flag:prod", "bump:prod", "plan:prod", "apply:prod", "restore:prod", "sentry", "changelog", "infra-pr"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("steps done in the audit log:\n got %v\nwant %v", got, want)
 	}

@@ -131,6 +131,7 @@ var infraRunbook = []struct{ title, verb, user string }{
 	{"Publish the release", "done", alice},
 	{"Wait for the image build", "done", alice},
 	{"Staging (dev): verify the plan", "approve", alice},
+	{"Production (prod): check Airflow again", "done", alice},
 	{"Production (prod): verify the plan", "approve", bob},
 	{"Check Sentry", "done", alice},
 	{"Approve the changelog PR", "done", bob},
@@ -323,7 +324,7 @@ func TestKillBetweenFlagAndRestoreLeavesFlagFalse(t *testing.T) {
 	p := h.process(bin)
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
-	for _, s := range infraRunbook[:4] {
+	for _, s := range infraRunbook[:5] {
 		h.step(msg.TS, s.title, s.verb, s.user)
 	}
 	// Production's flag is set and its plan waits for approval: kill now.

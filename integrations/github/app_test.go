@@ -34,7 +34,8 @@ func TestAppAuthEndToEnd(t *testing.T) {
 	id := srv.AddRelease(monorepo, githubtest.Release{Tag: "ingestion_server-2024.09.09.05.40.20", Draft: true})
 	n := srv.AddPR(monorepo, githubtest.PR{Title: "Changelog", Head: changelogBranch})
 
-	c, err := New(srv.URL(), Auth{AppID: 12345, InstallationID: 678, PrivateKey: pemKey}, WithClock(clock))
+	// A stray static token beside complete App credentials is ignored.
+	c, err := New(srv.URL(), Auth{Token: "ghp_strayTOKEN0123456789abcdef", AppID: 12345, InstallationID: 678, PrivateKey: pemKey}, WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,11 @@ import (
 
 // Auth holds the credentials: either a Token (a personal access token or any
 // token GitHub accepts as "Bearer"), or a GitHub App installation (AppID,
-// InstallationID and the App's PEM private key). An App is preferable in
-// production because its installation tokens expire within the hour and
-// its actions are attributed to the bot, not to a person.
+// InstallationID and the App's PEM private key). When both are given the
+// App is used and the token ignored: an App is preferable in production
+// because its installation tokens expire within the hour and its actions
+// are attributed to the bot, and a stray GITHUB_TOKEN in the environment
+// should not take over.
 type Auth struct {
 	Token          string
 	AppID          int64
@@ -64,7 +66,7 @@ type options struct {
 
 // WithHTTPClient sets the client whose Transport, Timeout and redirect policy
 // are used underneath authentication and retries. The given client is not
-// modified.
+// modified. Its Timeout bounds a whole call, retries and waits included.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) { o.httpClient = hc }
 }
@@ -142,8 +144,8 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 	if hc.Transport != nil {
 		rt = hc.Transport
 	}
-	// Retries sit below authentication so that the App's token refresh is
-	// retried too, and every attempt carries a fresh Authorization header.
+	// Retries sit below authentication so that the App's installation token
+	// request is retried like any other.
 	rt = &retryTransport{
 		next:     rt,
 		clock:    o.clock,
@@ -156,9 +158,7 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 	c := &Client{webURL: WebURL(apiURL), clock: o.clock, maxWait: o.maxWait}
 	useApp := auth.AppID != 0 || auth.InstallationID != 0 || len(auth.PrivateKey) > 0
 	switch {
-	case auth.Token != "" && useApp:
-		return nil, errors.New("github: both a token and GitHub App credentials are set; use one")
-	case auth.Token != "":
+	case auth.Token != "" && !useApp:
 		if strings.ContainsAny(auth.Token, " \t\r\n") {
 			return nil, errors.New("github: the token contains whitespace; check GITHUB_TOKEN")
 		}

@@ -304,7 +304,7 @@ func TestNewValidates(t *testing.T) {
 		want string
 	}{
 		{"no credentials", "https://api.github.com/", Auth{}, "no credentials"},
-		{"both", "https://api.github.com/", Auth{Token: "t", AppID: 1}, "use one"},
+		{"token and partial app", "https://api.github.com/", Auth{Token: "t", AppID: 1}, "installation id"},
 		{"partial app", "https://api.github.com/", Auth{AppID: 1, PrivateKey: []byte("x")}, "installation id"},
 		{"bad key", "https://api.github.com/", Auth{AppID: 1, InstallationID: 2, PrivateKey: []byte("not a key")}, "private key"},
 		{"bad url", "ftp://x/", Auth{Token: "t"}, "not an http(s) URL"},

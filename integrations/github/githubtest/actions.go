@@ -105,7 +105,7 @@ func (s *Server) DeclareInputs(repo, workflowFile string, names ...string) {
 func (s *Server) Dispatches(repo, workflowFile string) []Dispatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Dispatch(nil), s.repo(repo).dispatches[workflowFile]...)
+	return append([]Dispatch(nil), s.lookup(repo).dispatches[workflowFile]...)
 }
 
 // AddRun adds a run of workflowFile, for example an older one a filter must
@@ -141,7 +141,7 @@ func (s *Server) Runs(repo, workflowFile string) []Run {
 	defer s.mu.Unlock()
 	now := s.now()
 	var out []Run
-	for _, run := range s.repo(repo).runs {
+	for _, run := range s.lookup(repo).runs {
 		if workflowFile != "" && run.Workflow != workflowFile {
 			continue
 		}

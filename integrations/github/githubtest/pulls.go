@@ -87,7 +87,7 @@ func (s *Server) PRs(repo string) []PR {
 	defer s.mu.Unlock()
 	s.advance(s.now())
 	var out []PR
-	for _, p := range s.repo(repo).prs {
+	for _, p := range s.lookup(repo).prs {
 		out = append(out, p.PR)
 	}
 	return out
@@ -97,7 +97,7 @@ func (s *Server) PRs(repo string) []PR {
 func (s *Server) Reviews(repo string, number int) []Review {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.repo(repo).pr(number); p != nil {
+	if p := s.lookup(repo).pr(number); p != nil {
 		return append([]Review(nil), p.reviews...)
 	}
 	return nil

@@ -53,7 +53,7 @@ func (s *Server) AddRelease(repo string, r Release) int64 {
 func (s *Server) Release(repo string, id int64) Release {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rel := s.repo(repo).release(id); rel != nil {
+	if rel := s.lookup(repo).release(id); rel != nil {
 		return *rel
 	}
 	return Release{}
@@ -64,7 +64,7 @@ func (s *Server) Releases(repo string) []Release {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Release
-	for _, rel := range s.repo(repo).releases {
+	for _, rel := range s.lookup(repo).releases {
 		out = append(out, *rel)
 	}
 	return out

@@ -63,6 +63,16 @@ func (s *Server) repo(full string) *repo {
 	return r
 }
 
+// lookup returns the state of full name repo, or an empty stand-in when the
+// repository was never set up, so that reading state never creates it.
+// Callers hold s.mu.
+func (s *Server) lookup(full string) *repo {
+	if r, ok := s.repos[strings.ToLower(full)]; ok {
+		return r
+	}
+	return &repo{workflows: map[string]*workflow{}, dispatches: map[string][]Dispatch{}, branches: map[string]bool{}}
+}
+
 // withRepo resolves {owner}/{repo} (case-insensitively, like GitHub) or
 // answers 404.
 func (s *Server) withRepo(h func(http.ResponseWriter, *http.Request, *repo)) http.HandlerFunc {

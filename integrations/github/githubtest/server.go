@@ -49,10 +49,10 @@ type Server struct {
 	nextID   int64
 	requests []request
 
-	failures          []*failure
-	primaryUntil      time.Time
-	primaryStatus     int
-	secondary         []secondaryLimit
+	failures      []*failure
+	primaryUntil  time.Time
+	primaryStatus int
+	secondary     []secondaryLimit
 }
 
 type request struct{ method, path string }
