@@ -158,7 +158,7 @@ func rollbackSteps(cfg *config.Config, svc *config.Service, tag string) []*Manua
 	}
 	return []*Manual{
 		{S: Spec{ID: "rollback-confirm", Title: "Confirm the rollback", Gate: GateApprover, FourEyes: fourEyes, Idempotent: true,
-			Instruction: fmt.Sprintf("Roll %s back to `%s`? This redeploys that image to production.", svc.Name, tag)}, Approval: true},
+			Instruction: fmt.Sprintf("Roll %s back to `%s`? Approving runs %s of the infrastructure repository%s on `%s` with tag `%s`, which redeploys that image to production.", svc.Name, tag, workflow, infraSuffix(cfg), ref, tag)}, Approval: true},
 		{S: Spec{ID: "rollback", Title: "Run the rollback workflow", Gate: GateRequesterOrApprover, Idempotent: true,
 			Instruction: fmt.Sprintf("Run %s of the infrastructure repository%s on `%s` with input `tag` = `%s`, and wait for it to finish.", workflow, infraSuffix(cfg), ref, tag)}},
 		{S: Spec{ID: "rollback-verify", Title: "Verify the service", Gate: GateRequesterOrApprover, Idempotent: true,

@@ -218,7 +218,7 @@ type commitStep struct {
 // PullRequests opens the infrastructure pull request (the GitHub
 // integration). Nil means a person opens it.
 type PullRequests interface {
-	OpenInfraPR(ctx context.Context, r *Run, branch string) (url string, err error)
+	OpenInfraPR(ctx context.Context, r *Run, branch string, svc *config.Service) (url string, err error)
 }
 
 func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
@@ -272,12 +272,21 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 		x.Say(":floppy_disk: Committed `%s` on `%s`.", short(sha), t.Branch())
 	}
 	if s.prs != nil && pushed {
-		url, err := s.prs.OpenInfraPR(ctx, x.Run, t.Branch())
+		run := x.Run.Clone()
+		if run.Data == nil {
+			run.Data = map[string]string{}
+		}
+		for k, v := range x.runData {
+			run.Data[k] = v
+		}
+		url, err := s.prs.OpenInfraPR(ctx, run, t.Branch(), s.svc)
 		if err != nil {
 			return Failed(fmt.Errorf("opening the infrastructure PR: %w", err))
 		}
 		x.SetRunValue("infra_pr", url)
-		return Done("PR " + url)
+		r := Done("<" + url + "|infrastructure PR> opened")
+		r.Say = ":white_check_mark: Opened the infrastructure PR: " + url
+		return r
 	}
 	where := "Push branch `" + t.Branch() + "` and open"
 	if pushed {

@@ -21,6 +21,7 @@ import (
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/integrations/airflow"
+	"github.com/deploybot/deploybot/integrations/github"
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
@@ -123,11 +124,31 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("opening state %s: %w", cfg.StatePath, err)
 	}
 	rb := steps.NewRunbooks(cfg)
-	if cfg.Infra != nil {
-		var token func() string
-		if cfg.Secrets.GitHubToken.IsSet() {
-			token = cfg.Secrets.GitHubToken.Reveal
+	var token func() string
+	if cfg.GitHub != nil {
+		gh, err := github.New(cfg.GitHub.APIURL, github.Auth{Token: cfg.Secrets.GitHubToken.Reveal(), AppID: cfg.Secrets.GitHubAppID,
+			InstallationID: cfg.Secrets.GitHubAppInstallationID, PrivateKey: []byte(cfg.Secrets.GitHubAppPrivateKey.Reveal())})
+		if err != nil {
+			return err
 		}
+		base := "main"
+		if cfg.Infra != nil {
+			base = cfg.Infra.BaseBranch
+		}
+		rb.AutomateGitHub(github.Steps{Client: gh}, cfg.GitHub, base)
+		token = func() string {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			t, err := gh.GitToken(ctx)
+			if err != nil {
+				m.Log.Error("no GitHub token for git", zap.Error(err))
+			}
+			return t
+		}
+	} else if cfg.Secrets.GitHubToken.IsSet() {
+		token = cfg.Secrets.GitHubToken.Reveal
+	}
+	if cfg.Infra != nil {
 		m.infra = infra.New(cfg.Infra, token)
 		m.infra.Log = zapWriter{m.Log.Named("terraform")}
 		rb.AutomateInfra(m.infra)
@@ -159,7 +180,7 @@ func (m *Main) Run(ctx context.Context) error {
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}
 	rb.AutomateIncidents(&bot.Announcer{Chat: chat, Channels: channels, Groups: groups}, cfg)
-	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{})
+	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
 	if dir != nil {

@@ -333,12 +333,12 @@ func TestRollbackAndIncidentOpenManualRuns(t *testing.T) {
 	})
 	// /deploy status lists the open incident with a Resolve button, which
 	// the declarer (not Carol) may use.
+	id, val = h.waitButton(inc.TS, "Resolve the incident", "done")
 	st := h.command(alice, deploys, "/deploy", "status")
 	r := h.reply(st)
 	if !strings.Contains(r, "Open incident") || !strings.Contains(r, "Resolve") {
 		t.Fatalf("status lacks the incident: %s", r)
 	}
-	id, val = h.waitButton(inc.TS, "Resolve the incident", "done")
 	if r := h.reply(h.click(carol, inc.TS, id, val)); !strings.Contains(r, "only <@U0BOB>") {
 		t.Errorf("Carol resolving answered %q", r)
 	}

@@ -45,6 +45,7 @@ type harness struct {
 	m       *Main
 	cancel  context.CancelFunc
 	done    chan error
+	env     map[string]string
 }
 
 func newHarness(t testing.TB) *harness {
@@ -55,10 +56,13 @@ func newHarness(t testing.TB) *harness {
 	srv.AddChannel(random, "random")
 	srv.AddChannel(alerts, "openverse-alerts")
 	for _, u := range []string{alice, bob, carol, dave} {
-		srv.AddUser(u, strings.ToLower(u[3:]))
+		srv.AddUser(u, strings.ToLower(u[2:]))
 	}
 	srv.AddUserGroup("S0APPROVERS", dave)
-	h := &harness{t: t, srv: srv, dir: t.TempDir()}
+	h := &harness{t: t, srv: srv, dir: t.TempDir(), env: map[string]string{}}
+	for k, v := range testEnv {
+		h.env[k] = v
+	}
 	h.cfgPath = filepath.Join(h.dir, "deploybot.yaml")
 	writeConfig(t, h.cfgPath, srv.APIURL(), "")
 	return h
@@ -95,7 +99,7 @@ func (h *harness) start() {
 	h.t.Helper()
 	m := NewMain()
 	m.Stdout, m.Stderr = testWriter{h.t}, testWriter{h.t}
-	m.Getenv = func(k string) string { return testEnv[k] }
+	m.Getenv = func(k string) string { return h.env[k] }
 	if err := m.ParseArgs([]string{"--config", h.cfgPath}); err != nil {
 		h.t.Fatal(err)
 	}

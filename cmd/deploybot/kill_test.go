@@ -26,7 +26,10 @@ func (h *harness) process(bin string) *exec.Cmd {
 	h.t.Helper()
 	before := h.srv.ConnectionsOpened()
 	cmd := exec.Command(bin, "--config", h.cfgPath)
-	cmd.Env = append(os.Environ(), "SLACK_BOT_TOKEN="+testEnv["SLACK_BOT_TOKEN"], "SLACK_APP_TOKEN="+testEnv["SLACK_APP_TOKEN"])
+	cmd.Env = os.Environ()
+	for k, v := range h.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	cmd.Stdout, cmd.Stderr = testWriter{h.t}, testWriter{h.t}
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 
 // terraformBin finds Terraform 1.5.7: $DEPLOYBOT_TERRAFORM or ./bin. In CI a
 // missing binary fails the test; elsewhere it skips with the fix.
-func terraformBin(t *testing.T) string {
+func terraformBin(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("DEPLOYBOT_TERRAFORM")
 	if bin == "" {

@@ -105,6 +105,16 @@ type Client struct {
 	secret  string // the static token, scrubbed from error text as a last defence
 	clock   Clock
 	maxWait time.Duration
+	app     *ghinstallation.Transport
+}
+
+// GitToken is a token for git over https (pushing the run branch): the
+// static token, or a fresh installation token of the GitHub App.
+func (c *Client) GitToken(ctx context.Context) (string, error) {
+	if c.app != nil {
+		return c.app.Token(ctx)
+	}
+	return c.secret, nil
 }
 
 // New returns a Client for the REST API at apiURL (for example
@@ -174,6 +184,7 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("github: reading the GitHub App private key: %w", err)
 		}
 		itr.BaseURL = strings.TrimSuffix(apiURL, "/")
+		c.app = itr
 		rt = itr
 	default:
 		return nil, errors.New("github: no credentials: set a token or GitHub App credentials")
