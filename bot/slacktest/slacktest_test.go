@@ -401,9 +401,10 @@ func TestClick(t *testing.T) {
 		if ev.Type != socketmode.EventTypeInteractive {
 			return
 		}
-		_ = b.sm.Ack(*ev.Request)
+		// Stored before the ack: the test reads it once the ack arrives.
 		c := ev.Data.(slack.InteractionCallback)
 		cb.Store(c)
+		_ = b.sm.Ack(*ev.Request)
 		_, _, _, _ = b.api.SendMessage("", slack.MsgOptionResponseURL(c.ResponseURL, slack.ResponseTypeEphemeral),
 			slack.MsgOptionText("approved by "+c.User.ID, false))
 		_, _, _, _ = b.api.UpdateMessage(c.Channel.ID, c.Container.MessageTs, slack.MsgOptionText("approved", false),
@@ -482,9 +483,9 @@ func TestClickOnEphemeralAndReplaceOriginal(t *testing.T) {
 	var cb atomic.Value
 	startBot(t, srv, func(b *testBot, ev socketmode.Event) {
 		if ev.Type == socketmode.EventTypeInteractive {
-			_ = b.sm.Ack(*ev.Request)
 			c := ev.Data.(slack.InteractionCallback)
 			cb.Store(c)
+			_ = b.sm.Ack(*ev.Request)
 			_, _, _, _ = b.api.SendMessage("", slack.MsgOptionReplaceOriginal(c.ResponseURL), slack.MsgOptionText("confirmed", false))
 		}
 	})
