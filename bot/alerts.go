@@ -37,9 +37,6 @@ func (b *Bot) HandleMessage(ctx context.Context, m Message) {
 		link = ""
 	}
 	for _, r := range runs {
-		if r.Service != "" && b.cfg.Service(r.Service) == nil {
-			continue
-		}
 		line := fmt.Sprintf(":link: Sentry alert in <#%s> during the watch: %s", m.Channel, link)
 		if link == "" {
 			line = fmt.Sprintf(":link: Sentry alert in <#%s> during the watch: %s", m.Channel, escape(oneLine(m.Text, 300)))

@@ -119,8 +119,13 @@ func (b *Bot) pump(p *publisher) {
 	}()
 }
 
-// sendTimeout bounds one Slack call including its rate-limit retries.
-const sendTimeout = 30 * time.Second
+// sendTimeout bounds one Slack call including its rate-limit retries;
+// postRetry is the pause before posting a run's message again after Slack
+// refused it.
+const (
+	sendTimeout = 30 * time.Second
+	postRetry   = 5 * time.Second
+)
 
 // drain sends what is queued: the parent message first (thread messages
 // need its ts), then thread messages in order, then the latest render.
@@ -163,11 +168,14 @@ func (b *Bot) drain(p *publisher) {
 		case ts == "":
 			newTS, err := b.chat.Post(ctx, p.channel, "", RenderRun(latest))
 			if err != nil {
-				b.log.Error("posting run message failed", zap.String("run", p.runID), zap.Error(err))
+				// Keep everything queued (plan previews, Sentry issues
+				// already recorded as posted) and try again shortly.
+				b.log.Error("posting run message failed; retrying", zap.String("run", p.runID), zap.Error(err))
 				cancel()
 				p.mu.Lock()
-				p.running, p.ops = false, nil
+				p.running, p.dirty = false, true
 				p.mu.Unlock()
+				time.AfterFunc(postRetry, func() { b.pump(p) })
 				return
 			}
 			p.mu.Lock()

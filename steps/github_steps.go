@@ -134,16 +134,17 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// deadline is a step's time limit, saved on first start so that a restart
-// does not extend it.
+// deadline is a step attempt's time limit, saved on first start so that a
+// restart does not extend it, while a Retry (a new attempt) gets a new one.
 func deadline(x *Exec, limit time.Duration) time.Time {
-	if v := x.Get("deadline"); v != "" {
+	key := fmt.Sprintf("deadline:%d", x.Step.Attempt)
+	if v := x.Get(key); v != "" {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			return t
 		}
 	}
 	t := time.Now().Add(limit)
-	_ = x.Save("deadline", t.UTC().Format(time.RFC3339Nano))
+	_ = x.Save(key, t.UTC().Format(time.RFC3339Nano))
 	return t
 }
 
@@ -165,8 +166,8 @@ func (s *releaseStep) Start(ctx context.Context, x *Exec) Result {
 			if err != nil {
 				return Failed(fmt.Errorf("reading release %s of %s: %w", want, repo, err))
 			}
-			if rel == nil {
-				return Failed(fmt.Errorf("%s has no release `%s` (drafted or published) for image `%s`: check the tag", repo, want, Escape(v)))
+			if rel == nil || rel.Draft {
+				return Failed(fmt.Errorf("%s has no published or drafted release `%s` for image `%s`: check the tag", repo, want, v))
 			}
 			s.remember(x, rel)
 			return Done(fmt.Sprintf("release <%s|%s> is already published", rel.HTMLURL, Escape(rel.Tag)))
@@ -191,7 +192,7 @@ func (s *releaseStep) Start(ctx context.Context, x *Exec) Result {
 	}
 	img, err := s.g.gh.ImageTag(draft.Tag, prefix, s.svc.ImageTagPrefix)
 	if err != nil {
-		return Failed(fmt.Errorf("drafted release %s: %w", Escape(draft.Tag), err))
+		return Failed(fmt.Errorf("drafted release %s: %w", draft.Tag, err))
 	}
 	x.SetVersion(img)
 	x.Set("draft_id", fmt.Sprint(draft.ID))
@@ -211,10 +212,11 @@ func (s *releaseStep) preview(ctx context.Context, x *Exec, draft *Release) {
 	if body == "" {
 		body = "(no release notes)"
 	}
-	if len(body) > 2200 {
-		body = body[:2200] + "\n… (trimmed; see the release)"
+	body, whole := fitLines(Escape(body), 2200)
+	if !whole {
+		body += "\n… (trimmed; see the release)"
 	}
-	x.Say(":package: *Release preview:* <%s|%s> (tag `%s`)%s\n```\n%s\n```", draft.HTMLURL, Escape(draft.Name), Escape(draft.Tag), compare, Escape(body))
+	x.Say(":package: *Release preview:* <%s|%s> (tag `%s`)%s\n```\n%s\n```", draft.HTMLURL, Escape(draft.Name), Escape(draft.Tag), compare, body)
 }
 
 func (s *releaseStep) remember(x *Exec, rel *Release) {
@@ -235,7 +237,7 @@ func (s *releaseStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		fmt.Sscan(x.Get("draft_id"), &id)
 		rel, err := s.g.gh.Publish(ctx, repo, id)
 		if err != nil {
-			return Failed(fmt.Errorf("publishing %s: %w", Escape(x.Get("draft_tag")), err))
+			return Failed(fmt.Errorf("publishing %s: %w", x.Get("draft_tag"), err))
 		}
 		if rel.PublishedAt.IsZero() {
 			rel.PublishedAt = time.Now()
@@ -243,9 +245,16 @@ func (s *releaseStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		s.remember(x, rel)
 		return Done(fmt.Sprintf("<%s|%s> published by <@%s>", rel.HTMLURL, Escape(rel.Tag), a.User))
 	case VerbSkip:
+		// Skip is for a release already published by hand: check it is.
 		rel, err := s.g.gh.ReleaseByTag(ctx, repo, x.Get("draft_tag"))
-		if err != nil || rel == nil {
-			rel = &Release{Tag: x.Get("draft_tag")}
+		if err != nil {
+			return Failed(fmt.Errorf("checking release %s: %w", x.Get("draft_tag"), err))
+		}
+		if rel == nil || rel.Draft {
+			r := Wait(fmt.Sprintf("`%s` is still a draft on GitHub, so skipping would wait for an image that is never built. Publish it, or Cancel.", Escape(x.Get("draft_tag"))),
+				Button{Verb: VerbPublish, Label: "Publish", Style: "primary"}, Button{Verb: VerbSkip, Label: "Skip"})
+			r.Say = fmt.Sprintf(":warning: <@%s>: `%s` is not published yet.", a.User, Escape(x.Get("draft_tag")))
+			return r
 		}
 		s.remember(x, rel)
 		return Skipped(fmt.Sprintf("skipped by <@%s>: already published", a.User))
@@ -253,7 +262,7 @@ func (s *releaseStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		x.SetVersion(x.Get("candidate_image"))
 		rel, err := s.g.gh.ReleaseByTag(ctx, repo, x.Get("candidate"))
 		if err != nil || rel == nil {
-			return Failed(fmt.Errorf("reading release %s: %v", Escape(x.Get("candidate")), err))
+			return Failed(fmt.Errorf("reading release %s: %v", x.Get("candidate"), err))
 		}
 		s.remember(x, rel)
 		return Done(fmt.Sprintf("going on with the published %s (<@%s>)", Escape(rel.Tag), a.User))
@@ -287,14 +296,13 @@ func (s *buildStep) Start(ctx context.Context, x *Exec) Result {
 				if r.Conclusion == "success" {
 					return Done(fmt.Sprintf("image `%s` built and tagged: <%s|build run>", Escape(x.Run.Version), r.HTMLURL))
 				}
-				return Failed(fmt.Errorf("the build <%s|%s run> for %s concluded %s: the image may not exist. Look at the run, then Retry or Cancel", r.HTMLURL, wf, Escape(tag), r.Conclusion))
+				return FailedText("the build <%s|%s run> for %s concluded %s: the image may not exist. Look at the run, then Retry or Cancel", r.HTMLURL, wf, Escape(tag), Escape(r.Conclusion))
 			}
 			x.Live("build", fmt.Sprintf(":hourglass_flowing_sand: Build <%s|%s> is %s.", r.HTMLURL, wf, strings.ReplaceAll(r.Status, "_", " ")))
 		} else {
 			x.Live("build", fmt.Sprintf(":hourglass_flowing_sand: Waiting for %s to start for `%s`…", wf, Escape(tag)))
 		}
 		if time.Now().After(end) {
-			x.Set("deadline", "")
 			return Wait(fmt.Sprintf("The build of `%s` has not finished after %s. Look at %s, then Re-check or Cancel.", Escape(tag), s.g.cfg.BuildTimeout, wf),
 				Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"})
 		}
@@ -306,7 +314,6 @@ func (s *buildStep) Start(ctx context.Context, x *Exec) Result {
 
 func (s *buildStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	if a.Verb == VerbRecheck {
-		x.Set("deadline", "")
 		return RewindTo(s.S.ID, "Re-checking the build.")
 	}
 	return s.no(a)
@@ -342,7 +349,6 @@ func (s *changelogStep) Start(ctx context.Context, x *Exec) Result {
 		}
 		x.Live("changelog", fmt.Sprintf(":hourglass_flowing_sand: Waiting for the changelog PR from `%s` (checked %d times).", head, checks))
 		if time.Now().After(end) {
-			x.Set("deadline", "")
 			return Wait(fmt.Sprintf("No changelog PR from `%s` after %s. Re-check later, or Cancel.", head, s.g.cfg.ChangelogTimeout),
 				Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"})
 		}
@@ -357,7 +363,6 @@ func (s *changelogStep) Start(ctx context.Context, x *Exec) Result {
 func (s *changelogStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	switch a.Verb {
 	case VerbRecheck:
-		x.Set("deadline", "")
 		return RewindTo(s.S.ID, "Looking for the changelog PR again.")
 	case VerbApprove:
 		var n int
@@ -411,26 +416,52 @@ type rollbackStep struct{ ghStep }
 
 func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	repo, wf, ref := s.g.cfg.InfraRepo, s.svc.Rollback.Workflow, s.svc.Rollback.Ref
+	attempt := fmt.Sprint(x.Step.Attempt)
+	again := Button{Verb: VerbConfirm, Label: "Dispatch again", Style: "danger"}
 	at := x.Get("dispatched_at")
+	var id int64
+	fmt.Sscan(x.Get("run_id"), &id)
+	if at != "" && x.Get("dispatch_attempt") != attempt {
+		// A retry, after a crash or an error: the earlier dispatch may
+		// have started a run. Never dispatch again without a person
+		// saying so.
+		if id == 0 {
+			since, _ := time.Parse(time.RFC3339Nano, at)
+			runs, err := s.g.gh.WorkflowRuns(ctx, repo, wf, RunFilter{Event: "workflow_dispatch", CreatedAfter: since.Add(-5 * time.Second)})
+			if err != nil {
+				return Failed(fmt.Errorf("looking for the run of the earlier dispatch: %w", err))
+			}
+			if len(runs) == 0 {
+				return Wait(fmt.Sprintf("%s was dispatched at %s UTC, but no run of it can be found. Check GitHub Actions, then Dispatch again or Cancel.", wf, since.UTC().Format("15:04:05")), again)
+			}
+			id = runs[len(runs)-1].ID
+			_ = x.Save("run_id", fmt.Sprint(id))
+		}
+		r, err := s.g.gh.WorkflowRun(ctx, repo, id)
+		if err != nil {
+			return Failed(fmt.Errorf("reading the %s run: %w", wf, err))
+		}
+		if r.Status == "completed" && r.Conclusion != "success" {
+			return Wait(fmt.Sprintf("The last <%s|rollback run> concluded %s. Dispatch %s again, or Cancel.", r.HTMLURL, Escape(r.Conclusion), wf), again)
+		}
+		_ = x.Save("dispatch_attempt", attempt)
+	}
 	if at == "" {
-		now := time.Now().UTC()
-		at = now.Format(time.RFC3339Nano)
-		// The intent is recorded before the dispatch: after a crash the
-		// step finds the run instead of dispatching again.
+		at = time.Now().UTC().Format(time.RFC3339Nano)
+		// The intent is recorded before the dispatch: after a crash or an
+		// error the step looks for the run instead of dispatching again.
 		if err := x.Save("dispatched_at", at); err != nil {
 			return Failed(err)
 		}
+		_ = x.Save("dispatch_attempt", attempt)
 		actor := x.UserName(ctx, x.Run.Requester)
 		if err := s.g.gh.Dispatch(ctx, repo, wf, ref, map[string]any{"tag": x.Run.Version, "actor": actor}); err != nil {
-			_ = x.Save("dispatched_at", "")
-			return Failed(fmt.Errorf("dispatching %s on %s: %w", wf, repo, err))
+			return Failed(fmt.Errorf("dispatching %s on %s (it may still have started; Retry looks for its run first): %w", wf, repo, err))
 		}
 		x.Say(":rewind: Dispatched %s on `%s` of %s with tag `%s`.", wf, ref, repo, Escape(x.Run.Version))
 	}
 	dispatched, _ := time.Parse(time.RFC3339Nano, at)
 	end := deadline(x, s.g.cfg.RollbackTimeout)
-	var id int64
-	fmt.Sscan(x.Get("run_id"), &id)
 	for {
 		if id == 0 {
 			runs, err := s.g.gh.WorkflowRuns(ctx, repo, wf, RunFilter{Event: "workflow_dispatch", CreatedAfter: dispatched.Add(-5 * time.Second)})
@@ -438,9 +469,10 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 				return Failed(fmt.Errorf("finding the %s run: %w", wf, err))
 			}
 			if len(runs) > 0 {
-				id = runs[len(runs)-1].ID // the first run after the dispatch
+				first := runs[len(runs)-1] // the oldest run since the dispatch
+				id = first.ID
 				_ = x.Save("run_id", fmt.Sprint(id))
-				x.Say(":eyes: Following <%s|the rollback run>.", runs[len(runs)-1].HTMLURL)
+				x.Say(":eyes: Following <%s|the rollback run>.", first.HTMLURL)
 			}
 		}
 		if id != 0 {
@@ -454,7 +486,7 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 					res.Say = fmt.Sprintf(":white_check_mark: Rollback to `%s` succeeded: %s", Escape(x.Run.Version), r.HTMLURL)
 					return res
 				}
-				return Failed(fmt.Errorf("the rollback <%s|run> concluded %s. Declare an incident if the service is still down", r.HTMLURL, r.Conclusion))
+				return FailedText("the rollback <%s|run> concluded %s. Declare an incident if the service is still down", r.HTMLURL, Escape(r.Conclusion))
 			}
 		}
 		if time.Now().After(end) {
@@ -469,4 +501,13 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	}
 }
 
-func (s *rollbackStep) Act(ctx context.Context, x *Exec, a Action) Result { return s.no(a) }
+// Act: "Dispatch again" (an approver) after a failed or lost run.
+func (s *rollbackStep) Act(ctx context.Context, x *Exec, a Action) Result {
+	if a.Verb == VerbConfirm {
+		x.Set("dispatched_at", "")
+		x.Set("run_id", "")
+		x.Set("dispatch_attempt", "")
+		return RewindTo(s.S.ID, fmt.Sprintf("<@%s> asked to dispatch the rollback again.", a.User))
+	}
+	return s.no(a)
+}

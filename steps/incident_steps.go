@@ -88,7 +88,7 @@ func (s *announceStep) Start(ctx context.Context, x *Exec) Result {
 	}
 	link, err := s.a.Announce(ctx, s.cfg.Slack.AlertsChannel, strings.Join(lines, "\n"))
 	if err != nil {
-		return Failed(fmt.Errorf("announcing the incident in <#%s>: %w", s.cfg.Slack.AlertsChannel, err))
+		return FailedText("announcing the incident in <#%s>: %s", s.cfg.Slack.AlertsChannel, Escape(err.Error()))
 	}
 	note := fmt.Sprintf("announced in <#%s>", s.cfg.Slack.AlertsChannel)
 	x.Say(":mega: Announced in <#%s>: %s", s.cfg.Slack.AlertsChannel, link)

@@ -49,9 +49,9 @@ type Tree interface {
 	// Push pushes the run branch. ErrNoPush when the remote cannot be
 	// pushed to without the GitHub integration.
 	Push(ctx context.Context) error
-	// Committed reads a file as committed on the branch (after Push: as
-	// pushed, when pushed is true).
-	Committed(ctx context.Context, file string, pushed bool) ([]byte, error)
+	// CommittedAttribute reads a literal attribute from a file as committed
+	// on the branch, or as pushed when pushed is true.
+	CommittedAttribute(ctx context.Context, file, module, attr string, pushed bool) (string, error)
 }
 
 // ErrNoPush says the tree's remote needs credentials deploybot was not
@@ -105,7 +105,7 @@ func (rb *Runbooks) AutomateInfra(infra Infra) {
 		case "restore":
 			return &restoreStep{base}
 		case "infra-pr":
-			return &commitStep{infraStep: base, next: m, prs: rb.prs}
+			return &commitStep{infraStep: base, prs: rb.prs}
 		}
 		return nil
 	}

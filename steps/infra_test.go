@@ -37,8 +37,8 @@ func (f *fakeTree) Commit(context.Context, string, ...string) (string, error) {
 	return "c0ffee", nil
 }
 func (f *fakeTree) Push(context.Context) error { f.pushes++; return nil }
-func (f *fakeTree) Committed(context.Context, string, bool) ([]byte, error) {
-	return []byte("data_refresh_cleared = false\n"), nil
+func (f *fakeTree) CommittedAttribute(ctx context.Context, file, module, attr string, pushed bool) (string, error) {
+	return f.attrs[file+attr], nil
 }
 
 func fmtAny(v any) string {
@@ -76,17 +76,5 @@ func TestCommitRefusedWhileAFlagIsTrue(t *testing.T) {
 	res = step.Start(context.Background(), x)
 	if res.Status != StepWaiting || tree.commits != 1 || tree.pushes != 1 {
 		t.Fatalf("flag false: status=%s note=%q commits=%d pushes=%d", res.Status, res.Note, tree.commits, tree.pushes)
-	}
-}
-
-func TestFlagIn(t *testing.T) {
-	for in, want := range map[string]string{
-		"  data_refresh_cleared = false\n":            "false",
-		"data_refresh_cleared=true # set for apply\n": "true",
-		"other = 1\n": "missing",
-	} {
-		if got := flagIn([]byte(in), "data_refresh_cleared"); got != want {
-			t.Errorf("flagIn(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

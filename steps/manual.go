@@ -42,7 +42,7 @@ func (m *Manual) Act(ctx context.Context, x *Exec, a Action) Result {
 		r.Approval = &Approval{Approver: a.User, Decision: VerbApprove}
 		return r
 	case VerbReject:
-		r := Failed(fmt.Errorf("rejected by <@%s>", a.User))
+		r := FailedText("rejected by <@%s>", a.User)
 		r.Approval = &Approval{Approver: a.User, Decision: VerbReject}
 		r.EndRun = fmt.Sprintf("%s rejected by <@%s>", m.S.Title, a.User)
 		return r

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,16 @@ func (e *Engine) runAction(ctx context.Context, req ActionRequest) error {
 		}
 		if !ok {
 			return e.refused(ctx, req, "only deployers may start a rollback. Ask one of them.")
+		}
+		if l := e.liveRun(r.ID); l != nil && r.Lock() != "" && req.User != r.Requester {
+			// Superseding ends the deploy: the same people who may cancel it.
+			approver, err := e.policy.IsApprover(ctx, req.User)
+			if err != nil {
+				return err
+			}
+			if !approver {
+				return e.refused(ctx, req, "%s is still open: only <@%s>, who started it, or an approver may replace it with a rollback.", r.ID, r.Requester)
+			}
 		}
 		e.audit(ctx, AuditEvent{RunID: r.ID, Actor: req.User, Action: "click.rollback", Detail: "to " + good})
 		// The deploy still holds the service: it is superseded by the
@@ -86,10 +97,6 @@ func (e *Engine) LastGoodVersion(ctx context.Context, r *Run) (string, error) {
 }
 
 func envOf(stepID string) string {
-	for i := 0; i < len(stepID); i++ {
-		if stepID[i] == ':' {
-			return stepID[i+1:]
-		}
-	}
-	return ""
+	_, env, _ := strings.Cut(stepID, ":")
+	return env
 }

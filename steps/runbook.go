@@ -82,6 +82,29 @@ func (rb *Runbooks) Steps(r *Run) ([]Step, error) {
 	return out, nil
 }
 
+// stepsFor returns the steps of an existing run matched by id, so that a run
+// opened under an older configuration keeps working: a step the runbook no
+// longer has becomes a manual step, and changed reports that.
+func (rb *Runbooks) stepsFor(r *Run) (impl []Step, changed bool) {
+	cur, err := rb.Steps(r)
+	byID := map[string]Step{}
+	for _, s := range cur {
+		byID[s.Spec().ID] = s
+	}
+	changed = err != nil || len(cur) != len(r.Steps)
+	impl = make([]Step, len(r.Steps))
+	for i, st := range r.Steps {
+		if s, ok := byID[st.ID]; ok {
+			impl[i] = s
+			continue
+		}
+		changed = true
+		impl[i] = &Manual{S: Spec{ID: st.ID, Title: st.Title, Idempotent: true,
+			Instruction: "This step is no longer in the runbook. Do it by hand and click Done, or cancel the run."}}
+	}
+	return impl, changed
+}
+
 // deploySteps is a service's deploy runbook: its own steps from config, or
 // the built-in runbook, which is the Openverse ingestion-server runbook
 // generalised over the service's environments.

@@ -83,7 +83,6 @@ type Exec struct {
 	data    map[string]string
 	runData map[string]string
 	version string
-	say     func(string)
 	n       Notifier
 	dir     Directory
 	// checkpoint commits step data at once; nil outside Start.
@@ -139,8 +138,7 @@ func (x *Exec) UserName(ctx context.Context, id string) string {
 }
 
 func (e *Engine) newExec(r *Run, s *StepState) *Exec {
-	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify, dir: e.dir, eng: e,
-		say: func(text string) { e.notify.Say(r, text) }}
+	return &Exec{Run: r, Step: s, data: map[string]string{}, runData: map[string]string{}, n: e.notify, dir: e.dir, eng: e}
 }
 
 // Attach uploads a file into the run's thread (a plan too large for a
@@ -161,8 +159,8 @@ func (x *Exec) Live(key, text string) {
 
 // Say posts a line in the run's thread at once (progress, output).
 func (x *Exec) Say(format string, args ...any) {
-	if x.say != nil {
-		x.say(fmt.Sprintf(format, args...))
+	if x.n != nil {
+		x.n.Say(x.Run, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -226,7 +224,15 @@ func Wait(prompt string, buttons ...Button) Result {
 	return Result{Status: StepWaiting, Prompt: prompt, Buttons: buttons}
 }
 
-// Failed fails a step; the run waits for Retry, Cancel or Incident.
+// Failed fails a step; the run waits for Retry, Cancel or Incident. The
+// error's text is escaped: errors carry outside text (Terraform's stderr,
+// GitHub's messages) that must never ping anyone.
 func Failed(err error) Result {
-	return Result{Status: StepFailed, Note: err.Error()}
+	return Result{Status: StepFailed, Note: Escape(err.Error())}
+}
+
+// FailedText fails a step with a note that is already Slack mrkdwn (a link
+// to a failed workflow run); the caller escapes outside text in it.
+func FailedText(format string, args ...any) Result {
+	return Result{Status: StepFailed, Note: fmt.Sprintf(format, args...)}
 }

@@ -1,10 +1,12 @@
 package steps
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/deploybot/deploybot/config"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +48,13 @@ func (s *planStep) Start(ctx context.Context, x *Exec) Result {
 	if p.Warning {
 		head = ":warning: *This plan destroys or replaces resources.* " + head
 	}
-	x.Say("%s\n```\n%s\n```", head, Escape(p.Rendered))
+	// The budget is on the escaped text: every <, > and & grows.
+	diff, fits := fitLines(Escape(p.Rendered), planChars-len(head))
+	if !fits {
+		diff += "\n… more in the attached file"
+		p.Complete = false
+	}
+	x.Say("%s\n```\n%s\n```", head, diff)
 	if !p.Complete {
 		x.Attach(fmt.Sprintf("plan-%s-%s.txt", x.Run.ID, s.env.Name), fmt.Sprintf("Full plan for %s (%s)", s.env.Name, p.Summary), []byte(p.Full))
 		x.Say("The plan is too long for a message: the most important changes are above, the whole plan is in the attached file.")
@@ -72,7 +80,7 @@ func (s *planStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		r.Say = fmt.Sprintf(":white_check_mark: <@%s> approved plan `%s` for %s (from `%s`) at %s UTC.", a.User, short(sha), s.env.Name, short(commit), a.At.UTC().Format("15:04:05"))
 		return r
 	case VerbReject:
-		r := Failed(fmt.Errorf("plan `%s` rejected by <@%s>", short(sha), a.User))
+		r := FailedText("plan `%s` rejected by <@%s>", short(sha), a.User)
 		r.Approval = &Approval{Approver: a.User, Decision: VerbReject, PlanSHA256: sha, Commit: commit}
 		r.EndRun = fmt.Sprintf("the %s plan was rejected by <@%s>", s.env.Name, a.User)
 		return r
@@ -128,7 +136,7 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 		if strings.Contains(msg, "Saved plan is stale") {
 			return RewindTo("plan:"+env, fmt.Sprintf("Apply refused by Terraform: the saved plan is stale. Planning %s again for a new approval.", env))
 		}
-		return Failed(fmt.Errorf("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500))))
+		return FailedText("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500)))
 	}
 	x.SetRunValue(planKey(env, "applied"), "true")
 	x.SetRunValue("applied_at:"+env, time.Now().UTC().Format(time.RFC3339Nano))
@@ -166,7 +174,7 @@ func (p *progress) Write(b []byte) (int, error) {
 	defer p.mu.Unlock()
 	p.buf = append(p.buf, b...)
 	for {
-		i := strings.IndexByte(string(p.buf), '\n')
+		i := bytes.IndexByte(p.buf, '\n')
 		if i < 0 {
 			break
 		}
@@ -211,8 +219,7 @@ func (p *progress) show() {
 // opens the PR.
 type commitStep struct {
 	infraStep
-	next *Manual
-	prs  PullRequests
+	prs PullRequests
 }
 
 // PullRequests opens the infrastructure pull request (the GitHub
@@ -259,11 +266,7 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 	if pushed {
 		// Check what actually left the building, not only the working copy.
 		if err := checkFlags(s.svc, func(env *configEnv) (string, error) {
-			b, err := t.Committed(ctx, env.File, true)
-			if err != nil {
-				return "", err
-			}
-			return flagIn(b, env.ClearFlag), nil
+			return t.CommittedAttribute(ctx, env.File, env.Module, env.ClearFlag, true)
 		}); err != nil {
 			return Failed(fmt.Errorf("after pushing %s: %w", t.Branch(), err))
 		}
@@ -306,7 +309,7 @@ func (s *commitStep) Act(ctx context.Context, x *Exec, a Action) Result {
 func flagNames(svc *configService) string {
 	var fs []string
 	for _, e := range svc.Environments {
-		if e.ClearFlag != "" && !contains(fs, "`"+e.ClearFlag+"`") {
+		if e.ClearFlag != "" && !slices.Contains(fs, "`"+e.ClearFlag+"`") {
 			fs = append(fs, "`"+e.ClearFlag+"`")
 		}
 	}
@@ -316,31 +319,6 @@ func flagNames(svc *configService) string {
 	return strings.Join(fs, ", ")
 }
 
-// flagIn reads `name = value` from committed HCL text; anything but a
-// literal false counts as not false.
-func flagIn(b []byte, name string) string {
-	for _, line := range strings.Split(string(b), "\n") {
-		l := strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == name {
-			v = strings.TrimSpace(v)
-			if i := strings.IndexAny(v, "#/"); i >= 0 {
-				v = strings.TrimSpace(v[:i])
-			}
-			return v
-		}
-	}
-	return "missing"
-}
-
-func contains(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func short(sha string) string {
 	if len(sha) > 12 {
 		return sha[:12]
@@ -348,9 +326,31 @@ func short(sha string) string {
 	return sha
 }
 
+// tail keeps the last n characters of s.
 func tail(s string, n int) string {
-	if len(s) <= n {
+	r := []rune(s)
+	if len(r) <= n {
 		return s
 	}
-	return "…" + s[len(s)-n:]
+	return "…" + string(r[len(r)-n:])
+}
+
+// fitLines cuts text at a line boundary to at most max characters, and
+// reports whether it was whole.
+func fitLines(text string, max int) (string, bool) {
+	if len([]rune(text)) <= max {
+		return text, true
+	}
+	var b strings.Builder
+	n := 0
+	for _, line := range strings.Split(text, "\n") {
+		l := len([]rune(line)) + 1
+		if n+l > max {
+			break
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+		n += l
+	}
+	return strings.TrimRight(b.String(), "\n"), false
 }

@@ -72,6 +72,9 @@ func (s *airflowStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	return Failed(fmt.Errorf("“%s” takes no %q", s.S.Title, a.Verb))
 }
 
+// watchStepID is the "Check Sentry" step, which the Sentry watch runs as.
+const watchStepID = "sentry"
+
 // Sentry records deploys and finds issues in one Sentry project.
 type Sentry interface {
 	CreateDeploy(ctx context.Context, version, environment string, started, finished time.Time) error
@@ -91,7 +94,7 @@ type SentryIssue struct {
 // into a watch of the project for cfg.Watch after each apply.
 func (rb *Runbooks) AutomateSentry(sn Sentry, cfg *config.Sentry) {
 	rb.sentry, rb.sentryCfg = sn, cfg
-	rb.Automate("sentry", func(spec Spec, svc *config.Service, m *Manual) Step {
+	rb.Automate(watchStepID, func(spec Spec, svc *config.Service, m *Manual) Step {
 		return &watchStep{S: spec, sn: sn, cfg: cfg, svc: svc}
 	})
 	if rb.builders["apply"] == nil {

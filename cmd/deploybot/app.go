@@ -190,6 +190,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Engine.Resume(ctx); err != nil {
 		return err
 	}
+	if console == nil {
+		m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
+		m.ready = m.Socket.Connected
+	}
 	if err := m.serveHTTP(); err != nil {
 		return err
 	}
@@ -199,8 +203,6 @@ func (m *Main) Run(ctx context.Context) error {
 		console.Attach(m.Bot)
 		return console.Run(ctx, m.Stdin)
 	}
-	m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
-	m.ready = m.Socket.Connected
 	return m.Socket.Run(ctx)
 }
 

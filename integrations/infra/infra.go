@@ -150,6 +150,11 @@ func (t *tree) Attribute(file, module, attr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return attribute(p, module, attr)
+}
+
+// attribute reads a literal string or bool attribute as text.
+func attribute(p, module, attr string) (string, error) {
 	v, err := terraform.ReadModuleAttribute(p, module, attr)
 	if err != nil {
 		return "", err
@@ -163,7 +168,7 @@ func (t *tree) Attribute(file, module, attr string) (string, error) {
 		}
 		return "false", nil
 	}
-	return "", fmt.Errorf("%s in %s is not a string or bool", attr, file)
+	return "", fmt.Errorf("%s in %s is not a string or bool", attr, filepath.Base(p))
 }
 
 func (t *tree) runner(env *config.Environment) (*terraform.Runner, error) {
@@ -232,10 +237,10 @@ func (t *tree) Plan(ctx context.Context, env *config.Environment, maxChars int) 
 	p.Summary = d.SummaryLine()
 	p.Warning = d.Destroy > 0 || d.Replace > 0
 	p.Rendered, p.Complete = d.Render(maxChars)
-	if !p.Complete {
-		if p.Full, err = r.ShowText(ctx, file); err != nil {
-			return nil, err
-		}
+	// The full text is always kept: the chat may still have to cut the
+	// rendered diff once outside text is escaped.
+	if p.Full, err = r.ShowText(ctx, file); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -263,10 +268,24 @@ func (t *tree) Push(ctx context.Context) error {
 	return t.wt.Push(ctx)
 }
 
-func (t *tree) Committed(ctx context.Context, file string, pushed bool) ([]byte, error) {
+func (t *tree) CommittedAttribute(ctx context.Context, file, module, attr string, pushed bool) (string, error) {
 	rev := "HEAD"
 	if pushed {
 		rev = "origin/" + t.wt.Branch
 	}
-	return t.wt.ShowFile(ctx, rev, file)
+	b, err := t.wt.ShowFile(ctx, rev, file)
+	if err != nil {
+		return "", err
+	}
+	// Parse it as Terraform does, not by pattern: a blob in a private temp file.
+	dir, err := os.MkdirTemp("", "deploybot-committed-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, filepath.Base(file))
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return "", err
+	}
+	return attribute(p, module, attr)
 }

@@ -1,0 +1,94 @@
+package steps
+
+import (
+	"context"
+	"sort"
+
+	"go.uber.org/zap"
+)
+
+// SetMessage records where the run's parent message is, and its link
+// (which the infrastructure PR cites).
+func (e *Engine) SetMessage(ctx context.Context, runID, ts, permalink string) error {
+	set := func(r *Run) {
+		r.MessageTS = ts
+		if permalink != "" {
+			if r.Data == nil {
+				r.Data = map[string]string{}
+			}
+			r.Data["permalink"] = permalink
+		}
+	}
+	l := e.liveRun(runID)
+	if l == nil {
+		r, err := e.store.Run(ctx, runID)
+		if err != nil {
+			return err
+		}
+		set(r)
+		return e.store.SaveRun(ctx, r, Changes{})
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	set(l.run)
+	return e.save(ctx, l, Changes{})
+}
+
+// Run returns a snapshot of a run, open or not.
+func (e *Engine) Run(ctx context.Context, id string) (*Run, error) {
+	if l := e.liveRun(id); l != nil {
+		return l.snap.Load().Clone(), nil
+	}
+	return e.store.Run(ctx, id)
+}
+
+// OpenRuns returns snapshots of the open runs, oldest first. It never waits
+// on a run's lock.
+func (e *Engine) OpenRuns() []*Run {
+	e.mu.Lock()
+	out := make([]*Run, 0, len(e.runs))
+	for _, l := range e.runs {
+		if r := l.snap.Load(); r.State.Open() {
+			out = append(out, r.Clone())
+		}
+	}
+	e.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+// Watching lists open runs whose Sentry watch is running.
+func (e *Engine) Watching() []*Run {
+	var out []*Run
+	for _, r := range e.OpenRuns() {
+		if cur := r.Current(); cur != nil && cur.ID == watchStepID && cur.Status == StepRunning {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (e *Engine) liveRun(id string) *live {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[id]
+}
+
+func (e *Engine) refused(ctx context.Context, req ActionRequest, format string, args ...any) error {
+	rf := refuse(format, args...)
+	e.audit(ctx, AuditEvent{RunID: req.RunID, Actor: req.User, Action: "click.refused", Detail: req.Verb + ": " + rf.Msg})
+	return rf
+}
+
+func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
+	if ev.At.IsZero() {
+		ev.At = e.now().UTC()
+	}
+	if err := e.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		e.log.Error("audit append failed", zap.String("action", ev.Action), zap.Error(err))
+	}
+}
+
+// Audit records an event from outside the engine (the bot's refusals of
+// malformed commands, for one).
+func (e *Engine) Audit(ctx context.Context, ev AuditEvent) { e.audit(ctx, ev) }

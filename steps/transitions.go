@@ -1,0 +1,402 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"go.uber.org/zap"
+)
+
+// save commits the run's state with the changes; the caller holds l.mu.
+// Readers see the new state only once it is committed.
+func (e *Engine) save(ctx context.Context, l *live, c Changes) error {
+	r := l.run
+	now := e.now().UTC()
+	r.UpdatedAt = now
+	for i := range c.Events {
+		if c.Events[i].At.IsZero() {
+			c.Events[i].At = now
+		}
+		c.Events[i].RunID = r.ID
+	}
+	for i := range c.Approvals {
+		c.Approvals[i].RunID = r.ID
+		if c.Approvals[i].At.IsZero() {
+			c.Approvals[i].At = now
+		}
+	}
+	// A transition must not be lost because the request that caused it was
+	// cancelled mid-commit.
+	if err := e.store.SaveRun(context.WithoutCancel(ctx), r, c); err != nil {
+		return err
+	}
+	l.snap.Store(r.Clone())
+	return nil
+}
+
+// kick advances a run in the background.
+func (e *Engine) kick(runID string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.advance(runID)
+	}()
+}
+
+// advance starts pending steps one after another until one waits, fails or
+// the run is complete.
+func (e *Engine) advance(runID string) {
+	l := e.liveRun(runID)
+	if l == nil {
+		return
+	}
+	for {
+		if e.ctx.Err() != nil {
+			return
+		}
+		l.mu.Lock()
+		r := l.run
+		if r.State != RunActive || l.cancel != nil {
+			l.mu.Unlock()
+			return
+		}
+		cur := r.Current()
+		if cur == nil {
+			l.mu.Unlock()
+			e.end(runID, RunSucceeded, "all steps done")
+			return
+		}
+		if cur.Status != StepPending {
+			l.mu.Unlock()
+			return
+		}
+		now := e.now().UTC()
+		cur.Status = StepRunning
+		cur.Seq++
+		cur.Attempt++
+		cur.StartedAt = now
+		cur.Note, cur.Prompt, cur.Buttons, cur.WaitingOn, cur.Actor = "", "", nil, "", ""
+		if err := e.save(e.ctx, l, Changes{Events: []AuditEvent{{Actor: BotActor, Action: "step.started", StepID: cur.ID, Detail: fmt.Sprintf("attempt %d", cur.Attempt)}}}); err != nil {
+			l.mu.Unlock()
+			e.log.Error("committing step start failed", zap.String("run", runID), zap.Error(err))
+			return
+		}
+		idx, seq := cur.Index, cur.Seq
+		snap := r.Clone()
+		ctx, cancel := context.WithCancel(e.ctx)
+		running := make(chan struct{})
+		l.cancel, l.running = cancel, running
+		step := l.steps[idx]
+		l.mu.Unlock()
+		e.notify.RunChanged(snap)
+
+		x := e.newExec(snap, snap.Step(idx))
+		x.checkpoint = func(key, value string) error { return e.checkpoint(l, idx, seq, key, value) }
+		res := e.safeStart(step, ctx, x)
+		cancel()
+		close(running)
+
+		l.mu.Lock()
+		l.cancel, l.running = nil, nil
+		r = l.run
+		st := r.Step(idx)
+		if r.State != RunActive || st.Seq != seq || e.ctx.Err() != nil {
+			// The run was cancelled, or the engine is closing, while the
+			// step ran: its result no longer applies. On close the step
+			// stays "running" and Resume decides what to do.
+			l.mu.Unlock()
+			return
+		}
+		end, err := e.apply(e.ctx, l, idx, x, res, BotActor, "")
+		l.mu.Unlock()
+		if err != nil {
+			e.log.Error("committing step result failed", zap.String("run", runID), zap.Error(err))
+			return
+		}
+		if end != "" {
+			e.end(runID, RunFailed, end)
+			return
+		}
+		if res.Status != StepDone && res.Status != StepSkipped && res.Rewind == "" {
+			return
+		}
+	}
+}
+
+// apply commits a step's result; the caller holds l.mu. It returns a
+// non-empty reason when the result ends the run.
+// said, when set, is posted in the thread first, once the change is
+// committed (who clicked what).
+func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Result, actor, said string, events ...AuditEvent) (string, error) {
+	r := l.run
+	st := r.Step(idx)
+	now := e.now().UTC()
+	for k, v := range x.data {
+		if st.Data == nil {
+			st.Data = map[string]string{}
+		}
+		st.Data[k] = v
+	}
+	for k, v := range x.runData {
+		if r.Data == nil {
+			r.Data = map[string]string{}
+		}
+		r.Data[k] = v
+	}
+	if x.version != "" {
+		r.Version = x.version
+	}
+	st.Seq++
+	st.Note = res.Note
+	st.Prompt, st.Buttons, st.WaitingOn = "", nil, ""
+	c := Changes{Events: events}
+	if res.Rewind != "" {
+		if to := r.StepByID(res.Rewind); to != nil && to.Index <= idx {
+			for k := to.Index; k <= idx; k++ {
+				s := &r.Steps[k]
+				s.Status, s.Actor = StepPending, ""
+				s.Prompt, s.Buttons, s.WaitingOn = "", nil, ""
+				s.Seq++
+			}
+			c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step.rewound", StepID: st.ID, Detail: "back to " + res.Rewind + ": " + res.Note})
+			if err := e.save(ctx, l, c); err != nil {
+				return "", err
+			}
+			snap := r.Clone()
+			if said != "" {
+				e.notify.Say(snap, said)
+			}
+			if res.Say != "" {
+				e.notify.Say(snap, res.Say)
+			}
+			e.notify.RunChanged(snap)
+			return "", nil
+		}
+		res = Failed(fmt.Errorf("internal error: cannot go back to step %q", res.Rewind))
+	}
+	switch res.Status {
+	case StepDone, StepSkipped:
+		st.Status = res.Status
+		st.EndedAt = now
+		if actor != BotActor {
+			st.Actor = actor
+		}
+		c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step." + string(res.Status), StepID: st.ID, Detail: res.Note})
+	case StepWaiting:
+		st.Status = StepWaiting
+		st.Prompt = res.Prompt
+		st.Buttons = append(append([]Button(nil), res.Buttons...), Button{Verb: VerbCancel, Label: "Cancel run", Style: "danger"})
+		st.WaitingOn = res.WaitingOn
+		if st.WaitingOn == "" {
+			st.WaitingOn = l.steps[idx].Spec().Gate.String()
+		}
+		c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step.waiting", StepID: st.ID, Detail: "waiting for " + st.WaitingOn})
+	default:
+		st.Status = StepFailed
+		st.EndedAt = now
+		if res.EndRun == "" {
+			st.Prompt = "This step failed. Fix the cause and Retry, declare an Incident, or Cancel the run."
+			st.Buttons = []Button{{Verb: VerbRetry, Label: "Retry", Style: "primary"}, {Verb: VerbIncident, Label: "Incident", Style: "danger"}, {Verb: VerbCancel, Label: "Cancel run", Style: "danger"}}
+			st.WaitingOn = GateRequesterOrApprover.String()
+		}
+		c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step.failed", StepID: st.ID, Detail: res.Note})
+	}
+	if res.Approval != nil {
+		a := *res.Approval
+		a.StepIndex, a.StepID = idx, st.ID
+		if a.Approver == "" {
+			a.Approver = actor
+		}
+		c.Approvals = append(c.Approvals, a)
+	}
+	if err := e.save(ctx, l, c); err != nil {
+		return "", err
+	}
+	snap := r.Clone()
+	if said != "" {
+		e.notify.Say(snap, said)
+	}
+	if res.Say != "" {
+		e.notify.Say(snap, res.Say)
+	}
+	if res.Status == StepFailed && res.EndRun == "" {
+		e.notify.Say(snap, fmt.Sprintf(":x: “%s” failed: %s", st.Title, res.Note))
+	}
+	e.notify.RunChanged(snap)
+	return res.EndRun, nil
+}
+
+// end decides a run's outcome: it commits the decision and the
+// compensations owed, runs them, then commits the final state, which frees
+// the service.
+func (e *Engine) end(runID string, final RunState, outcome string, events ...AuditEvent) bool {
+	l := e.liveRun(runID)
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	r := l.run
+	if r.State != RunActive {
+		l.mu.Unlock()
+		return false
+	}
+	if l.cancel != nil {
+		l.cancel() // stop the step that is running; its result is discarded
+	}
+	r.State = RunEnding
+	r.Outcome = outcome
+	if r.Data == nil {
+		r.Data = map[string]string{}
+	}
+	r.Data["final_state"] = string(final)
+	if final != RunSucceeded {
+		for i := range r.Steps {
+			st := &r.Steps[i]
+			// Every step that ever started owes its compensation.
+			if _, ok := l.steps[i].(Compensator); ok && st.Attempt > 0 {
+				st.Comp = CompNeeded
+			}
+			if st.Status == StepWaiting || st.Status == StepRunning || st.Status == StepInterrupted {
+				st.Prompt, st.Buttons, st.WaitingOn = "", nil, ""
+				st.Status = StepSkipped
+				st.Note = "not finished: " + outcome
+			}
+		}
+	}
+	events = append(events, AuditEvent{Actor: BotActor, Action: "run.ending", Detail: string(final) + ": " + outcome})
+	err := e.save(e.ctx, l, Changes{Events: events})
+	snap := r.Clone()
+	l.mu.Unlock()
+	if err != nil {
+		e.log.Error("committing run end failed", zap.String("run", runID), zap.Error(err))
+		return true
+	}
+	e.notify.RunChanged(snap)
+	e.goEnd(runID)
+	return true
+}
+
+func (e *Engine) goEnd(runID string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.finish(runID)
+	}()
+}
+
+// finish runs owed compensations, newest step first, then closes the run.
+func (e *Engine) finish(runID string) {
+	l := e.liveRun(runID)
+	if l == nil {
+		return
+	}
+	// A step cancelled by the end may still be finishing what it does
+	// (writing a file, Terraform releasing its lock): compensating at the
+	// same time could be undone by it. Wait until it has returned.
+	l.mu.Lock()
+	running := l.running
+	l.mu.Unlock()
+	if running != nil {
+		<-running
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.run
+	if r.State != RunEnding {
+		return
+	}
+	// Compensations must complete even while the engine shuts down: an
+	// abandoned data_refresh_cleared restore is what this exists to prevent.
+	ctx := context.WithoutCancel(e.ctx)
+	for i := len(r.Steps) - 1; i >= 0; i-- {
+		st := &r.Steps[i]
+		if st.Comp != CompNeeded {
+			continue
+		}
+		comp := l.steps[i].(Compensator)
+		snap := r.Clone()
+		x := e.newExec(snap, snap.Step(i))
+		err := e.safeCompensate(comp, ctx, x)
+		ev := AuditEvent{Actor: BotActor, Action: "compensation.done", StepID: st.ID}
+		st.Comp = CompDone
+		if err != nil {
+			st.Comp = CompFailed
+			ev.Action, ev.Detail = "compensation.failed", err.Error()
+			e.notify.Say(r.Clone(), fmt.Sprintf(":rotating_light: Undoing “%s” failed: %s. Fix this by hand.", st.Title, err))
+		}
+		for k, v := range x.data {
+			if st.Data == nil {
+				st.Data = map[string]string{}
+			}
+			st.Data[k] = v
+		}
+		if err := e.save(ctx, l, Changes{Events: []AuditEvent{ev}}); err != nil {
+			e.log.Error("committing compensation failed", zap.String("run", runID), zap.Error(err))
+			return
+		}
+	}
+	final := RunState(r.Data["final_state"])
+	if final == "" {
+		final = RunFailed
+	}
+	r.State = final
+	r.EndedAt = e.now().UTC()
+	if err := e.save(ctx, l, Changes{Events: []AuditEvent{{Actor: BotActor, Action: "run." + string(final), Detail: r.Outcome}}}); err != nil {
+		e.log.Error("committing run end failed", zap.String("run", runID), zap.Error(err))
+		return
+	}
+	snap := r.Clone()
+	e.mu.Lock()
+	delete(e.runs, runID)
+	e.mu.Unlock()
+	close(l.done)
+	e.notify.RunChanged(snap)
+}
+
+// A panicking step must fail its step, not take the bot (and every other
+// run) down with it; the stack goes to the log.
+func (e *Engine) safely(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("step panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("internal error in deploybot: %v", p)
+		}
+	}()
+	return f()
+}
+
+func (e *Engine) safeStart(s Step, ctx context.Context, x *Exec) (res Result) {
+	if err := e.safely(func() error { res = s.Start(ctx, x); return nil }); err != nil {
+		return Failed(err)
+	}
+	return res
+}
+
+func (e *Engine) safeAct(s Step, ctx context.Context, x *Exec, a Action) (res Result) {
+	if err := e.safely(func() error { res = s.Act(ctx, x, a); return nil }); err != nil {
+		return Failed(err)
+	}
+	return res
+}
+
+func (e *Engine) safeCompensate(c Compensator, ctx context.Context, x *Exec) error {
+	return e.safely(func() error { return c.Compensate(ctx, x) })
+}
+
+// checkpoint commits one value of a running step's data at once, so that
+// what the step did so far (issues already posted) survives a crash.
+func (e *Engine) checkpoint(l *live, idx, seq int, key, value string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.run.Step(idx)
+	if st == nil || st.Seq != seq {
+		return errors.New("the step is no longer running")
+	}
+	if st.Data == nil {
+		st.Data = map[string]string{}
+	}
+	st.Data[key] = value
+	return e.save(e.ctx, l, Changes{})
+}
