@@ -292,3 +292,120 @@ func TestCrashWhileEndingStillCompensates(t *testing.T) {
 		t.Error("flag not restored after a crash while ending")
 	}
 }
+
+type failStep struct{}
+
+func (failStep) Spec() steps.Spec { return steps.Spec{ID: "custom", Title: "Fail", Idempotent: true} }
+func (failStep) Start(ctx context.Context, x *steps.Exec) steps.Result {
+	return steps.Failed(errors.New("boom <!channel>"))
+}
+func (failStep) Act(ctx context.Context, x *steps.Exec, a steps.Action) steps.Result {
+	return steps.Failed(errors.New("no"))
+}
+
+func openEngine(t *testing.T, step steps.Step) (*steps.Engine, *recorder) {
+	t.Helper()
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := steps.NewRunbooks(testConfig(t))
+	rb.Automate("custom", func(steps.Spec, *config.Service, *steps.Manual) steps.Step { return step })
+	rec := newRecorder()
+	eng := steps.NewEngine(db, rec, roles{}, rb, nil)
+	t.Cleanup(func() { eng.Close(); db.Close() })
+	return eng, rec
+}
+
+// A double click on Incident declares one incident, and failure notes
+// carrying outside text cannot ping anyone.
+func TestDoubleClickOnIncidentDeclaresOne(t *testing.T) {
+	eng, rec := openEngine(t, failStep{})
+	r, err := eng.Start(context.Background(), steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A1", Channel: "C"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.waitRun(t, r.ID, "the step to fail", func(r *steps.Run) bool { return r.Steps[0].Status == steps.StepFailed })
+	if strings.Contains(got.Steps[0].Note, "<!channel>") {
+		t.Errorf("failure note can ping: %q", got.Steps[0].Note)
+	}
+	seq := got.Steps[0].Seq
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = eng.Act(context.Background(), steps.ActionRequest{RunID: r.ID, StepIndex: 0, Seq: seq, Verb: steps.VerbIncident, User: "U0A1"})
+		}()
+	}
+	wg.Wait()
+	// A run-level Declare incident on the same run is refused as well.
+	err = eng.Act(context.Background(), steps.ActionRequest{RunID: r.ID, StepIndex: steps.RunLevel, Verb: steps.VerbIncident, User: "U0B2"})
+	var rf *steps.Refused
+	if !errors.As(err, &rf) || !strings.Contains(rf.Msg, "already open") {
+		t.Errorf("third incident: %v", err)
+	}
+	n := 0
+	for _, o := range eng.OpenRuns() {
+		if o.Kind == steps.KindIncident {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d incidents declared, want 1", n)
+	}
+}
+
+// slowFlag finishes its write after being cancelled, like a file write
+// that does not look at the context.
+type slowFlag struct {
+	mu      sync.Mutex
+	flag    bool
+	started chan struct{}
+	release chan struct{}
+}
+
+func (f *slowFlag) Spec() steps.Spec { return steps.Spec{ID: "custom", Title: "Set flag", Idempotent: true} }
+func (f *slowFlag) Start(ctx context.Context, x *steps.Exec) steps.Result {
+	close(f.started)
+	<-f.release
+	f.mu.Lock()
+	f.flag = true
+	f.mu.Unlock()
+	return steps.Done("set")
+}
+func (f *slowFlag) Act(ctx context.Context, x *steps.Exec, a steps.Action) steps.Result {
+	return steps.Failed(errors.New("no"))
+}
+func (f *slowFlag) Compensate(ctx context.Context, x *steps.Exec) error {
+	f.mu.Lock()
+	f.flag = false
+	f.mu.Unlock()
+	return nil
+}
+
+// Cancelling while the flag step runs compensates only after the step has
+// returned, so its late write cannot undo the compensation.
+func TestCancelDuringAStepCompensatesAfterIt(t *testing.T) {
+	fs := &slowFlag{started: make(chan struct{}), release: make(chan struct{})}
+	eng, rec := openEngine(t, fs)
+	r, err := eng.Start(context.Background(), steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A1", Channel: "C"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-fs.started
+	if err := eng.Cancel(context.Background(), r.ID, "U0A1"); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitRun(t, r.ID, "the run to be ending", func(r *steps.Run) bool { return r.State == steps.RunEnding })
+	if got, _ := eng.Run(context.Background(), r.ID); got.State != steps.RunEnding || got.Steps[0].Comp != steps.CompNeeded {
+		t.Fatalf("compensated while the step still ran: %s %s", got.State, got.Steps[0].Comp)
+	}
+	close(fs.release)
+	rec.waitRun(t, r.ID, "the run to be cancelled", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.flag {
+		t.Error("the flag is true after the run was cancelled")
+	}
+}

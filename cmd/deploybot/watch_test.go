@@ -106,6 +106,9 @@ func TestSentryWatchPostsIssuesOnceAcrossARestart(t *testing.T) {
 	w.waitThread("Sentry alert in <#C0ALERTS> during the watch")
 
 	// Restart in the middle of the watch.
+	if w.thread("Sentry watch over") {
+		t.Fatal("the watch ended before the restart; lengthen it")
+	}
 	w.stop()
 	w.start()
 	w.waitThread("restarted and picked this run up again")
