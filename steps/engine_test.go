@@ -365,7 +365,9 @@ type slowFlag struct {
 	release chan struct{}
 }
 
-func (f *slowFlag) Spec() steps.Spec { return steps.Spec{ID: "custom", Title: "Set flag", Idempotent: true} }
+func (f *slowFlag) Spec() steps.Spec {
+	return steps.Spec{ID: "custom", Title: "Set flag", Idempotent: true}
+}
 func (f *slowFlag) Start(ctx context.Context, x *steps.Exec) steps.Result {
 	close(f.started)
 	<-f.release
