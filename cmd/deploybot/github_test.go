@@ -125,8 +125,8 @@ func TestRollbackFailureOffersIncident(t *testing.T) {
 	w.msgTS = w.runMessage(0).TS
 	w.step(w.msgTS, "Confirm the rollback", "approve", bob)
 	w.waitText(w.msgTS, "concluded failure")
-	id, val := w.waitButton(w.msgTS, "Run the rollback workflow", "incident")
-	w.click(alice, w.msgTS, id, val)
+	id0, val0 := w.waitButton(w.msgTS, "Run the rollback workflow", "incident")
+	w.click(alice, w.msgTS, id0, val0)
 	w.srv.WaitFor(t, wait, "the incident announcement naming the failing step", func() bool {
 		for _, m := range w.srv.Messages(alerts) {
 			if strings.Contains(m.Text, "<!subteam^S0MAINTAINERS>") && strings.Contains(m.Text, "Run the rollback workflow") {
@@ -137,6 +137,23 @@ func TestRollbackFailureOffersIncident(t *testing.T) {
 	})
 	if n := len(w.gh.Dispatches(infraRepo, rollbackWF)); n != 1 {
 		t.Errorf("%d dispatches", n)
+	}
+	// incident.create_channel: a channel for it, with the declarer and the
+	// approvers (the group expanded).
+	name := "incident-" + time.Now().UTC().Format("2006-01-02") + "-ingestion-server"
+	var id string
+	w.srv.WaitFor(t, wait, "the incident channel", func() bool {
+		var ok bool
+		id, ok = w.srv.ChannelByName(name)
+		return ok
+	})
+	w.srv.WaitFor(t, wait, "people invited to the incident channel", func() bool {
+		m := strings.Join(w.srv.Members(id), ",")
+		return strings.Contains(m, alice) && strings.Contains(m, bob) && strings.Contains(m, dave)
+	})
+	// A second click on Incident declares nothing more.
+	if r := w.reply(w.click(alice, w.msgTS, id0, val0)); !strings.Contains(r, "no longer current") && !strings.Contains(r, "already open") {
+		t.Errorf("second Incident click answered %q", r)
 	}
 }
 
@@ -178,4 +195,15 @@ func TestGitHubRateLimitNamesTheReset(t *testing.T) {
 	w.step(ts, "Publish the release", "publish", alice)
 	w.waitText(ts, "rate limit exhausted until")
 	w.waitButton(ts, "Publish the release", "retry")
+}
+
+func TestNoDraftOffersTheLatestPublishedRelease(t *testing.T) {
+	w := newWorld(t, all)
+	w.noDraft()
+	w.start()
+	ts := w.deploy()
+	w.waitText(ts, "There is no drafted ingestion-server release")
+	w.step(ts, "Publish the release", "confirm", alice)
+	w.waitText(ts, "*Version* `"+tag+"`")
+	w.waitText(ts, "image `"+tag+"` built and tagged")
 }

@@ -159,6 +159,25 @@ func TestTerraformDeploysDevThenProd(t *testing.T) {
 	}
 	h.waitText(msg.TS, "succeeded")
 	h.assertNoRejections()
+	if !threadHas(h, msg.TS, "*terraform apply (prod)*, latest lines") || !threadHas(h, msg.TS, "Apply complete!") {
+		t.Error("apply progress was not streamed into the thread")
+	}
+
+	// The same version again: the plans have no changes and need no approval.
+	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
+	again := h.runMessage(1)
+	for _, s := range infraRunbook {
+		if strings.Contains(s.title, "verify the plan") {
+			continue
+		}
+		h.step(again.TS, s.title, s.verb, s.user)
+	}
+	h.waitText(again.TS, "succeeded")
+	for _, want := range []string{"no changes in dev: nothing to approve or apply", "no changes in prod", "the plan had no changes"} {
+		if !strings.Contains(h.text(again.TS), want) {
+			t.Errorf("second run lacks %q", want)
+		}
+	}
 	h.stop()
 
 	for _, env := range []string{"dev", "prod"} {

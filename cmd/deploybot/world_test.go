@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +177,23 @@ func writeFile(t testing.TB, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// noDraft publishes the drafted release behind deploybot's back (through
+// the REST API, as a person would), so that nothing is unreleased.
+func (w *world) noDraft() {
+	w.t.Helper()
+	for _, r := range w.gh.Releases(monorepo) {
+		if !r.Draft {
+			continue
+		}
+		req, _ := http.NewRequest("PATCH", fmt.Sprintf("%srepos/%s/releases/%d", w.gh.URL(), monorepo, r.ID), strings.NewReader(`{"draft":false}`))
+		req.Header.Set("Authorization", "Bearer "+ghToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			w.t.Fatalf("publishing the draft: %v %v", err, resp)
+		}
+		resp.Body.Close()
 	}
 }
