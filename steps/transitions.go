@@ -37,11 +37,17 @@ func (e *Engine) save(ctx context.Context, l *live, c Changes) error {
 }
 
 // kick advances a run in the background.
-func (e *Engine) kick(runID string) {
+func (e *Engine) kick(runID string) { e.spawn(func() { e.advance(runID) }) }
+
+// goEnd finishes ending a run in the background.
+func (e *Engine) goEnd(runID string) { e.spawn(func() { e.finish(runID) }) }
+
+// spawn runs f on a goroutine that Close waits for.
+func (e *Engine) spawn(f func()) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.advance(runID)
+		f()
 	}()
 }
 
@@ -276,14 +282,6 @@ func (e *Engine) end(runID string, final RunState, outcome string, events ...Aud
 	e.notify.RunChanged(snap)
 	e.goEnd(runID)
 	return true
-}
-
-func (e *Engine) goEnd(runID string) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.finish(runID)
-	}()
 }
 
 // finish runs owed compensations, newest step first, then closes the run.
