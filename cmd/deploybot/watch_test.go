@@ -87,7 +87,7 @@ func TestAirflowUnreachableFailsClearlyWithRetry(t *testing.T) {
 // Sentry app in the alerts channel is linked into the thread.
 func TestSentryWatchPostsIssuesOnceAcrossARestart(t *testing.T) {
 	w := newWorld(t, all)
-	w.writeConfigWatch(all, "6s")
+	w.writeConfigWatch(all, "15s")
 	w.start()
 	ts := w.deploy()
 	w.step(ts, "Publish the release", "publish", alice)
