@@ -75,6 +75,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	changed chan struct{}
+	holds   map[string]chan struct{} // Web API methods held by Hold
 	closed  bool
 	timers  []*time.Timer
 	seq     int

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -50,7 +51,15 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[method]++
 	s.notifyLocked()
+	hold := s.holds[method]
 	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+	}
 
 	req, err := parseAPIRequest(method, r)
 	if err != nil {
@@ -274,4 +283,26 @@ func (s *Server) allowLocked(key string) (int, bool) {
 		wait = max(1, int(math.Ceil((1-b.tokens)/s.ratePerSec)))
 	}
 	return wait, false
+}
+
+// Hold makes calls of a Web API method wait until the returned release
+// function is called: a slow Slack, to show that nothing the bot does
+// waits on it when it should not (the ack, for one).
+func (s *Server) Hold(method string) (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	if s.holds == nil {
+		s.holds = map[string]chan struct{}{}
+	}
+	s.holds[method] = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.holds, method)
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
 }

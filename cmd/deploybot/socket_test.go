@@ -130,3 +130,30 @@ func TestArgs(t *testing.T) {
 		t.Errorf("DEPLOYBOT_CONFIG not used: %v %q", err, m.ConfigPath)
 	}
 }
+
+// Nothing delays an ack: with Slack's usergroups.users.list hanging (the
+// bot needs it to know whether Dave may approve), his click and everyone
+// else's commands are still acknowledged, and answered once Slack answers.
+func TestAcksNeverWaitOnSlowWork(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
+	msg := h.runMessage(0)
+	id, val := h.waitButton(msg.TS, "Check Airflow", "done")
+
+	release := h.srv.Hold("usergroups.users.list")
+	defer release()
+	click := h.click(dave, msg.TS, id, val) // acked while the bot waits on Slack
+	help := h.command(carol, random, "/deploy", "help")
+	if r := h.reply(help); !strings.Contains(r, "/deploy status") {
+		t.Errorf("help answered %q while a click waited on Slack", r)
+	}
+	if len(h.srv.Responses(click)) != 0 {
+		t.Fatal("the click was answered before Slack told who Dave is")
+	}
+	release()
+	h.waitButton(msg.TS, "Publish the release", "done")
+	if !strings.Contains(h.text(msg.TS), "done by <@U0DAVE>") {
+		t.Error("Dave's click did not count once his group was known")
+	}
+}
