@@ -78,33 +78,6 @@ func infraConfig(remote, workdir, tf string) string {
 `, remote, workdir, tf)
 }
 
-func writeInfraConfig(t *testing.T, h *harness, remote string) string {
-	t.Helper()
-	tf := terraformBin(t)
-	work := filepath.Join(h.dir, "work")
-	cfg := fmt.Sprintf(`state_path: ./state.db
-http_addr: 127.0.0.1:0
-log: {level: warn, format: console}
-slack:
-  api_url: %s
-  deploy_channels: [C0DEPLOYS]
-  alerts_channel: C0ALERTS
-  deployers: [U0ALICE]
-  approvers: [U0ALICE, U0BOB, S0APPROVERS]
-%s
-services:
-  ingestion-server:
-    environments:
-      - {name: dev, dir: environments/dev, file: environments/dev/ingestion-server.tf, module: ingestion-server, version_attribute: image_tag, target: module.ingestion-server,
-         backend_config: {path: "{workdir}/state/dev.tfstate"}}
-      - {name: prod, dir: environments/prod, file: environments/prod/ingestion-server.tf, module: ingestion-server, version_attribute: image_tag,
-         clear_flag: data_refresh_cleared, four_eyes: true, backend_config: {path: "{workdir}/state/prod.tfstate"}}
-`, h.srv.APIURL(), infraConfig(remote, work, tf))
-	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return work
-}
 
 // stateImage reads the image an environment's Terraform state holds.
 func stateImage(t *testing.T, tf, work, env string) string {
@@ -139,9 +112,8 @@ var infraRunbook = []struct{ title, verb, user string }{
 }
 
 func TestTerraformDeploysDevThenProd(t *testing.T) {
-	h := newHarness(t)
-	remote := infraRemote(t, nil)
-	work := writeInfraConfig(t, h, remote)
+	w := newWorld(t, sections{infra: true})
+	h, remote, work := w.harness, w.remote, w.work
 	tf := terraformBin(t)
 	h.start()
 
@@ -228,9 +200,8 @@ func TestTerraformDeploysDevThenProd(t *testing.T) {
 }
 
 func TestApplyRefusedWhenPlanFileChangedOrBaseMoved(t *testing.T) {
-	h := newHarness(t)
-	remote := infraRemote(t, nil)
-	work := writeInfraConfig(t, h, remote)
+	w := newWorld(t, sections{infra: true})
+	h, remote, work := w.harness, w.remote, w.work
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
@@ -300,15 +271,16 @@ func threadHas(h *harness, ts, text string) bool {
 }
 
 func TestLargePlanArrivesAsSummaryAndFile(t *testing.T) {
-	h := newHarness(t)
+	w := newWorld(t, sections{infra: true})
+	h := w.harness
 	// 300 resources that all change with the image tag.
-	remote := infraRemote(t, map[string]string{"modules/ingestion-server/many.tf": `
+	w.remote = infraRemote(t, map[string]string{"modules/ingestion-server/many.tf": `
 resource "terraform_data" "worker" {
   count = 300
   input = "worker-${count.index}-${var.image_tag}"
 }
 `})
-	writeInfraConfig(t, h, remote)
+	w.writeConfig(sections{infra: true})
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
@@ -337,9 +309,8 @@ resource "terraform_data" "worker" {
 
 func TestKillBetweenFlagAndRestoreLeavesFlagFalse(t *testing.T) {
 	bin := buildBot(t)
-	h := newHarness(t)
-	remote := infraRemote(t, nil)
-	work := writeInfraConfig(t, h, remote)
+	w := newWorld(t, sections{infra: true})
+	h, remote, work := w.harness, w.remote, w.work
 	p := h.process(bin)
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
