@@ -78,7 +78,6 @@ func infraConfig(remote, workdir, tf string) string {
 `, remote, workdir, tf)
 }
 
-
 // stateImage reads the image an environment's Terraform state holds.
 func stateImage(t *testing.T, tf, work, env string) string {
 	t.Helper()
