@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -35,9 +36,11 @@ type Bot struct {
 
 	selfBotID string
 
-	mu   sync.Mutex
-	pubs map[string]*publisher
-	wg   sync.WaitGroup
+	mu     sync.Mutex
+	pubs   map[string]*publisher
+	timers map[*publisher]*time.Timer // pending retries
+	closed bool
+	wg     sync.WaitGroup
 	// idle is signalled when a publisher drains, for Flush.
 	idle *sync.Cond
 }
@@ -47,7 +50,7 @@ func New(cfg *config.Config, chat Chat, log *zap.Logger, opts Options) *Bot {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}}
+	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}, timers: map[*publisher]*time.Timer{}}
 	b.idle = sync.NewCond(&b.mu)
 	return b
 }

@@ -19,13 +19,14 @@ type publisher struct {
 	runID   string
 	channel string
 
-	mu      sync.Mutex
-	ts      string
-	latest  *steps.Run
-	dirty   bool
-	ops     []threadOp
-	live    map[string]string // live key → thread message ts
-	running bool
+	mu       sync.Mutex
+	ts       string
+	latest   *steps.Run
+	dirty    bool
+	ops      []threadOp
+	live     map[string]string // live key → thread message ts
+	running  bool
+	failures int // sends failed in a row
 }
 
 // threadOp is one thing to send into the run's thread.
@@ -105,6 +106,12 @@ func (b *Bot) enqueue(r *steps.Run, op threadOp) {
 }
 
 func (b *Bot) pump(p *publisher) {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return
+	}
 	p.mu.Lock()
 	if p.running {
 		p.mu.Unlock()
@@ -124,7 +131,8 @@ func (b *Bot) pump(p *publisher) {
 // refused it.
 const (
 	sendTimeout = 30 * time.Second
-	postRetry   = 5 * time.Second
+	postRetry   = 2 * time.Second
+	maxFailures = 8
 )
 
 // drain sends what is queued: the parent message first (thread messages
@@ -170,16 +178,12 @@ func (b *Bot) drain(p *publisher) {
 			if err != nil {
 				// Keep everything queued (plan previews, Sentry issues
 				// already recorded as posted) and try again shortly.
-				b.log.Error("posting run message failed; retrying", zap.String("run", p.runID), zap.Error(err))
 				cancel()
-				p.mu.Lock()
-				p.running, p.dirty = false, true
-				p.mu.Unlock()
-				time.AfterFunc(postRetry, func() { b.pump(p) })
+				b.retryLater(p, nil, err)
 				return
 			}
 			p.mu.Lock()
-			p.ts = newTS
+			p.ts, p.failures = newTS, 0
 			p.mu.Unlock()
 			link, err := b.chat.Permalink(ctx, p.channel, newTS)
 			if err != nil {
@@ -189,12 +193,21 @@ func (b *Bot) drain(p *publisher) {
 				b.log.Error("recording run message failed", zap.String("run", p.runID), zap.Error(err))
 			}
 		case op != nil:
-			b.sendOp(ctx, p, ts, liveTS, *op)
+			if err := b.sendOp(ctx, p, ts, liveTS, *op); err != nil {
+				cancel()
+				b.retryLater(p, op, err)
+				return
+			}
 		default:
 			if err := b.chat.Update(ctx, p.channel, ts, RenderRun(latest)); err != nil {
-				b.log.Warn("updating run message failed", zap.String("run", p.runID), zap.Error(err))
+				cancel()
+				b.retryLater(p, nil, err)
+				return
 			}
 		}
+		p.mu.Lock()
+		p.failures = 0
+		p.mu.Unlock()
 		cancel()
 	}
 }
@@ -216,17 +229,14 @@ func (b *Bot) idleLocked(p *publisher, latest *steps.Run) {
 	b.mu.Unlock()
 }
 
-func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op threadOp) {
+func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op threadOp) error {
 	switch {
 	case op.file != nil:
 		if err := b.chat.Upload(ctx, p.channel, ts, op.name, op.title, op.file); err != nil {
-			b.log.Warn("file upload failed", zap.String("run", p.runID), zap.Error(err))
-			_, _ = b.chat.Post(ctx, p.channel, ts, textView(":warning: Uploading "+escape(op.name)+" failed: "+escape(err.Error())))
+			return err
 		}
 	case op.liveKey != "" && liveTS != "":
-		if err := b.chat.Update(ctx, p.channel, liveTS, textView(truncate(op.text, maxSectionText))); err != nil {
-			b.log.Warn("live update failed", zap.String("run", p.runID), zap.Error(err))
-		}
+		return b.chat.Update(ctx, p.channel, liveTS, textView(truncate(op.text, maxSectionText)))
 	default:
 		v := textView(truncate(op.text, maxSectionText))
 		if len(op.buttons) > 0 {
@@ -234,8 +244,7 @@ func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op th
 		}
 		newTS, err := b.chat.Post(ctx, p.channel, ts, v)
 		if err != nil {
-			b.log.Warn("thread post failed", zap.String("run", p.runID), zap.Error(err))
-			return
+			return err
 		}
 		if op.liveKey != "" {
 			p.mu.Lock()
@@ -243,6 +252,42 @@ func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op th
 			p.mu.Unlock()
 		}
 	}
+	return nil
+}
+
+// retryLater puts a failed send back (op first in the queue) and drains
+// again after a growing pause. After maxFailures in a row the op is given
+// up, loudly: Slack refusing it for good must not block the thread.
+func (b *Bot) retryLater(p *publisher, op *threadOp, err error) {
+	p.mu.Lock()
+	p.failures++
+	n := p.failures
+	if op != nil {
+		if n <= maxFailures {
+			p.ops = append([]threadOp{*op}, p.ops...)
+		} else {
+			p.failures = 0
+			b.log.Error("giving up on a thread message", zap.String("run", p.runID), zap.Error(err))
+		}
+	} else {
+		p.dirty = true
+	}
+	p.running = false
+	p.mu.Unlock()
+	b.log.Warn("slack send failed; retrying", zap.String("run", p.runID), zap.Int("attempt", n), zap.Error(err))
+	wait := postRetry << min(n-1, 4)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.timers[p] = time.AfterFunc(wait, func() {
+		b.mu.Lock()
+		delete(b.timers, p)
+		b.mu.Unlock()
+		b.pump(p)
+	})
+	b.idle.Broadcast()
 }
 
 // Flush waits until every queued message has been sent (tests, shutdown).
@@ -261,10 +306,12 @@ func (b *Bot) Flush(timeout time.Duration) bool {
 	return true
 }
 
+// busy reports whether anything is still to be sent: a drain running, a
+// queued message, an edit owed, or a run message not posted yet.
 func (b *Bot) busy() bool {
 	for _, p := range b.pubs {
 		p.mu.Lock()
-		busy := p.running
+		busy := p.running || len(p.ops) > 0 || p.dirty || (p.ts == "" && p.latest != nil && p.latest.MessageTS == "")
 		p.mu.Unlock()
 		if busy {
 			return true
@@ -273,5 +320,15 @@ func (b *Bot) busy() bool {
 	return false
 }
 
-// Close waits for pending messages to go out.
-func (b *Bot) Close() { b.wg.Wait() }
+// Close stops retries and waits for sends in progress. Call Flush first to
+// give queued messages their chance.
+func (b *Bot) Close() {
+	b.mu.Lock()
+	b.closed = true
+	for p, t := range b.timers {
+		t.Stop()
+		delete(b.timers, p)
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}

@@ -68,6 +68,8 @@ type Engine struct {
 
 	mu   sync.Mutex
 	runs map[string]*live
+
+	incidentMu sync.Mutex // serialises incident starts (one per run)
 }
 
 // live is an open run in memory. Its mutex serialises every transition of
@@ -139,6 +141,10 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 		}
 	}
 	if from := req.Data["from_run"]; req.Kind == KindIncident && from != "" {
+		// Held until the run is tracked: two simultaneous clicks must not
+		// both find no incident.
+		e.incidentMu.Lock()
+		defer e.incidentMu.Unlock()
 		for _, o := range e.OpenRuns() {
 			if o.Kind == KindIncident && o.Data["from_run"] == from {
 				e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: "incident for " + from + " already open: " + o.ID})
@@ -224,6 +230,12 @@ func (e *Engine) Resume(ctx context.Context) error {
 			if impl[cur.Index].Spec().Idempotent {
 				cur.Status = StepPending
 				cur.Seq++
+				// The next start is this restart's, not a person's retry:
+				// time limits carry over.
+				if cur.Data == nil {
+					cur.Data = map[string]string{}
+				}
+				cur.Data[resumedKey] = fmt.Sprint(cur.Attempt + 1)
 				events = append(events, AuditEvent{Actor: BotActor, Action: "step.resumed", StepID: cur.ID, Detail: "was running when deploybot stopped; starting it again"})
 			} else {
 				cur.Status = StepInterrupted
@@ -253,6 +265,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 	}
 	return nil
 }
+
+// resumedKey marks, in a step's data, the attempt that a restart started.
+const resumedKey = "resumed_attempt"
 
 // ActionRequest is a click on a step's button.
 type ActionRequest struct {
@@ -352,8 +367,8 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 		return err
 	}
 	if end != "" {
-		e.end(r.ID, RunFailed, end)
-		return nil
+		_, err := e.end(r.ID, RunFailed, end, "")
+		return err
 	}
 	e.kick(r.ID)
 	return nil
@@ -419,10 +434,15 @@ func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 			return e.refused(ctx, req, "only <@%s>, who started %s, or an approver may cancel it.", r.Requester, runID)
 		}
 	}
-	if !e.end(runID, RunCancelled, fmt.Sprintf("cancelled by <@%s>", user), AuditEvent{Actor: user, Action: "run.cancel"}) {
+	ended, err := e.end(runID, RunCancelled, fmt.Sprintf("cancelled by <@%s>", user),
+		fmt.Sprintf("<@%s> cancelled the run at %s UTC", user, e.now().UTC().Format("15:04:05")),
+		AuditEvent{Actor: user, Action: "run.cancel"})
+	if err != nil {
+		return fmt.Errorf("cancelling %s: %w", runID, err)
+	}
+	if !ended {
 		return e.refused(ctx, req, "%s is already ending.", runID)
 	}
-	e.notify.Say(r, fmt.Sprintf("<@%s> cancelled the run at %s UTC", user, e.now().UTC().Format("15:04:05")))
 	return nil
 }
 

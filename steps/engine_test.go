@@ -339,6 +339,16 @@ func TestDoubleClickOnIncidentDeclaresOne(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Run-level Declare incident clicks at once, from two people: one
+	// incident in all.
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = eng.Act(context.Background(), steps.ActionRequest{RunID: r.ID, StepIndex: steps.RunLevel, Verb: steps.VerbIncident, User: "U0B2"})
+		}()
+	}
+	wg.Wait()
 	// A run-level Declare incident on the same run is refused as well.
 	err = eng.Act(context.Background(), steps.ActionRequest{RunID: r.ID, StepIndex: steps.RunLevel, Verb: steps.VerbIncident, User: "U0B2"})
 	var rf *steps.Refused
@@ -359,10 +369,11 @@ func TestDoubleClickOnIncidentDeclaresOne(t *testing.T) {
 // slowFlag finishes its write after being cancelled, like a file write
 // that does not look at the context.
 type slowFlag struct {
-	mu      sync.Mutex
-	flag    bool
-	started chan struct{}
-	release chan struct{}
+	mu       sync.Mutex
+	flag     bool
+	started  chan struct{}
+	release  chan struct{}
+	returned chan struct{}
 }
 
 func (f *slowFlag) Spec() steps.Spec {
@@ -374,6 +385,7 @@ func (f *slowFlag) Start(ctx context.Context, x *steps.Exec) steps.Result {
 	f.mu.Lock()
 	f.flag = true
 	f.mu.Unlock()
+	close(f.returned)
 	return steps.Done("set")
 }
 func (f *slowFlag) Act(ctx context.Context, x *steps.Exec, a steps.Action) steps.Result {
@@ -389,7 +401,7 @@ func (f *slowFlag) Compensate(ctx context.Context, x *steps.Exec) error {
 // Cancelling while the flag step runs compensates only after the step has
 // returned, so its late write cannot undo the compensation.
 func TestCancelDuringAStepCompensatesAfterIt(t *testing.T) {
-	fs := &slowFlag{started: make(chan struct{}), release: make(chan struct{})}
+	fs := &slowFlag{started: make(chan struct{}), release: make(chan struct{}), returned: make(chan struct{})}
 	eng, rec := openEngine(t, fs)
 	r, err := eng.Start(context.Background(), steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A1", Channel: "C"})
 	if err != nil {
@@ -404,10 +416,78 @@ func TestCancelDuringAStepCompensatesAfterIt(t *testing.T) {
 		t.Fatalf("compensated while the step still ran: %s %s", got.State, got.Steps[0].Comp)
 	}
 	close(fs.release)
+	<-fs.returned // the late write has happened
 	rec.waitRun(t, r.ID, "the run to be cancelled", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.flag {
 		t.Error("the flag is true after the run was cancelled")
+	}
+}
+
+// Several people clicking Declare incident under the same Sentry issue at
+// once declare one incident.
+func TestConcurrentRunLevelIncidentsDeclareOne(t *testing.T) {
+	eng, rec := openEngine(t, failStep{})
+	r, err := eng.Start(context.Background(), steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A1", Channel: "C"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.waitRun(t, r.ID, "the step to fail", func(r *steps.Run) bool { return r.Steps[0].Status == steps.StepFailed })
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func(u string) {
+			defer wg.Done()
+			_ = eng.Act(context.Background(), steps.ActionRequest{RunID: r.ID, StepIndex: steps.RunLevel, Verb: steps.VerbIncident, User: u})
+		}([]string{"U0A1", "U0B2"}[i%2])
+	}
+	wg.Wait()
+	n := 0
+	for _, o := range eng.OpenRuns() {
+		if o.Kind == steps.KindIncident {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d incidents declared by simultaneous clicks, want 1", n)
+	}
+}
+
+// A run that was ending when deploybot died, owing the compensation of a
+// step the runbook no longer has, still ends after a restart and says what
+// to undo by hand.
+func TestResumeEndingRunWhoseStepLeftTheRunbook(t *testing.T) {
+	f := newFixture(t, true)
+	f.step.block = nil
+	r := f.start()
+	f.rec.waitRun(t, r.ID, "the confirm step to wait", func(r *steps.Run) bool { return r.Steps[1].Status == steps.StepWaiting })
+	run, err := f.db.Run(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.crash()
+	run.State = steps.RunEnding
+	run.Data["final_state"] = string(steps.RunCancelled)
+	run.Steps[0].ID = "gone" // the configuration no longer has this step
+	run.Steps[0].Comp = steps.CompNeeded
+	db, err := sqlite.Open(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveRun(context.Background(), run, steps.Changes{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	f.open()
+	f.rec.waitRun(t, r.ID, "the run to end", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
+	found := false
+	for _, s := range f.rec.says {
+		found = found || strings.Contains(s, "Undo this now")
+	}
+	if !found {
+		t.Errorf("no undo instruction; thread: %q", f.rec.says)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,10 @@ func (rb *Runbooks) AutomateGitHub(gh GitHub, cfg *config.GitHub, baseBranch str
 			return nil
 		}
 		spec.Idempotent = false // a dispatch must never happen twice
+		// "Dispatch again" redeploys production: four eyes, like Confirm.
+		for _, e := range svc.Environments {
+			spec.FourEyes = spec.FourEyes || e.FourEyes
+		}
 		return &rollbackStep{ghStep{S: spec, g: g, svc: svc}}
 	})
 	rb.Validate(func(ctx context.Context, req StartRequest) error {
@@ -134,17 +139,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// deadline is a step attempt's time limit, saved on first start so that a
-// restart does not extend it, while a Retry (a new attempt) gets a new one.
+// deadline is a step's time limit, saved on first start. A restart of
+// deploybot (which starts the step again by itself) keeps it; a person's
+// Retry or Re-check (a new attempt) gets a new one.
 func deadline(x *Exec, limit time.Duration) time.Time {
-	key := fmt.Sprintf("deadline:%d", x.Step.Attempt)
-	if v := x.Get(key); v != "" {
+	attempt := fmt.Sprint(x.Step.Attempt)
+	if v := x.Get("deadline"); v != "" && (x.Get("deadline_attempt") == attempt || x.Step.Data[resumedKey] == attempt) {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			_ = x.Save("deadline_attempt", attempt)
 			return t
 		}
 	}
 	t := time.Now().Add(limit)
-	_ = x.Save(key, t.UTC().Format(time.RFC3339Nano))
+	_ = x.Save("deadline", t.UTC().Format(time.RFC3339Nano))
+	_ = x.Save("deadline_attempt", attempt)
 	return t
 }
 
@@ -427,15 +435,14 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 		// saying so.
 		if id == 0 {
 			since, _ := time.Parse(time.RFC3339Nano, at)
-			runs, err := s.g.gh.WorkflowRuns(ctx, repo, wf, RunFilter{Event: "workflow_dispatch", CreatedAfter: since.Add(-5 * time.Second)})
+			run, err := s.findRun(ctx, x, since)
 			if err != nil {
 				return Failed(fmt.Errorf("looking for the run of the earlier dispatch: %w", err))
 			}
-			if len(runs) == 0 {
+			if run == nil {
 				return Wait(fmt.Sprintf("%s was dispatched at %s UTC, but no run of it can be found. Check GitHub Actions, then Dispatch again or Cancel.", wf, since.UTC().Format("15:04:05")), again)
 			}
-			id = runs[len(runs)-1].ID
-			_ = x.Save("run_id", fmt.Sprint(id))
+			id = run.ID
 		}
 		r, err := s.g.gh.WorkflowRun(ctx, repo, id)
 		if err != nil {
@@ -464,15 +471,13 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	end := deadline(x, s.g.cfg.RollbackTimeout)
 	for {
 		if id == 0 {
-			runs, err := s.g.gh.WorkflowRuns(ctx, repo, wf, RunFilter{Event: "workflow_dispatch", CreatedAfter: dispatched.Add(-5 * time.Second)})
+			run, err := s.findRun(ctx, x, dispatched)
 			if err != nil {
 				return Failed(fmt.Errorf("finding the %s run: %w", wf, err))
 			}
-			if len(runs) > 0 {
-				first := runs[len(runs)-1] // the oldest run since the dispatch
-				id = first.ID
-				_ = x.Save("run_id", fmt.Sprint(id))
-				x.Say(":eyes: Following <%s|the rollback run>.", first.HTMLURL)
+			if run != nil {
+				id = run.ID
+				x.Say(":eyes: Following <%s|the rollback run>.", run.HTMLURL)
 			}
 		}
 		if id != 0 {
@@ -501,9 +506,29 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	}
 }
 
+// findRun finds the run a dispatch started: the oldest workflow_dispatch
+// run since then that is not an earlier attempt's (clocks differ, so the
+// window reaches back a little). It records it with the step.
+func (s *rollbackStep) findRun(ctx context.Context, x *Exec, since time.Time) (*WorkflowRun, error) {
+	runs, err := s.g.gh.WorkflowRuns(ctx, s.g.cfg.InfraRepo, s.svc.Rollback.Workflow, RunFilter{Event: "workflow_dispatch", CreatedAfter: since.Add(-5 * time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	earlier := strings.Fields(x.Get("earlier_runs"))
+	for i := len(runs) - 1; i >= 0; i-- {
+		if slices.Contains(earlier, fmt.Sprint(runs[i].ID)) {
+			continue
+		}
+		_ = x.Save("run_id", fmt.Sprint(runs[i].ID))
+		return &runs[i], nil
+	}
+	return nil, nil
+}
+
 // Act: "Dispatch again" (an approver) after a failed or lost run.
 func (s *rollbackStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	if a.Verb == VerbConfirm {
+		x.Set("earlier_runs", strings.TrimSpace(x.Get("earlier_runs")+" "+x.Get("run_id")))
 		x.Set("dispatched_at", "")
 		x.Set("run_id", "")
 		x.Set("dispatch_attempt", "")

@@ -53,7 +53,9 @@ func (e *Engine) runAction(ctx context.Context, req ActionRequest) error {
 		// rollback, ending (and undoing what it must) first.
 		if l := e.liveRun(r.ID); l != nil && r.Lock() != "" {
 			done := l.done
-			e.end(r.ID, RunFailed, fmt.Sprintf("superseded by a rollback to %s, started by <@%s>", good, req.User))
+			if _, err := e.end(r.ID, RunFailed, fmt.Sprintf("superseded by a rollback to %s, started by <@%s>", good, req.User), ""); err != nil {
+				return err
+			}
 			select {
 			case <-done:
 			case <-time.After(2 * time.Minute):

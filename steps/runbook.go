@@ -99,8 +99,10 @@ func (rb *Runbooks) stepsFor(r *Run) (impl []Step, changed bool) {
 			continue
 		}
 		changed = true
-		impl[i] = &Manual{S: Spec{ID: st.ID, Title: st.Title, Idempotent: true,
-			Instruction: "This step is no longer in the runbook. Do it by hand and click Done, or cancel the run."}}
+		m := &Manual{S: Spec{ID: st.ID, Title: st.Title, Idempotent: true,
+			Instruction: "This step is no longer in the runbook. Do it by hand and click Done, or cancel the run."},
+			Undo: fmt.Sprintf("whatever “%s” changed (deploybot no longer knows this step, so it cannot undo it itself).", st.Title)}
+		impl[i] = m.asStep()
 	}
 	return impl, changed
 }
@@ -180,9 +182,9 @@ func rollbackSteps(cfg *config.Config, svc *config.Service, tag string) []*Manua
 		workflow, ref = "`"+svc.Rollback.Workflow+"`", svc.Rollback.Ref
 	}
 	return []*Manual{
-		{S: Spec{ID: "rollback-confirm", Title: "Confirm the rollback", Gate: GateApprover, FourEyes: fourEyes, Idempotent: true,
+		{S: Spec{ID: "rollback-confirm", Title: "Confirm the rollback", Gate: GateApprover, FourEyes: fourEyes, Environment: "production", Idempotent: true,
 			Instruction: fmt.Sprintf("Roll %s back to `%s`? Approving runs %s of the infrastructure repository%s on `%s` with tag `%s`, which redeploys that image to production.", svc.Name, tag, workflow, infraSuffix(cfg), ref, tag)}, Approval: true},
-		{S: Spec{ID: "rollback", Title: "Run the rollback workflow", Gate: GateRequesterOrApprover, Idempotent: true,
+		{S: Spec{ID: "rollback", Title: "Run the rollback workflow", Gate: GateRequesterOrApprover, Environment: "production", Idempotent: true,
 			Instruction: fmt.Sprintf("Run %s of the infrastructure repository%s on `%s` with input `tag` = `%s`, and wait for it to finish.", workflow, infraSuffix(cfg), ref, tag)}},
 		{S: Spec{ID: "rollback-verify", Title: "Verify the service", Gate: GateRequesterOrApprover, Idempotent: true,
 			Instruction: fmt.Sprintf("Check that %s runs `%s` and that Sentry is quiet.", svc.Name, tag)}},

@@ -30,6 +30,9 @@ func (e *Engine) save(ctx context.Context, l *live, c Changes) error {
 	// A transition must not be lost because the request that caused it was
 	// cancelled mid-commit.
 	if err := e.store.SaveRun(context.WithoutCancel(ctx), r, c); err != nil {
+		// Memory goes back to the last committed state: nothing that was
+		// not committed may be acted on or announced.
+		l.run = l.snap.Load().Clone()
 		return err
 	}
 	l.snap.Store(r.Clone())
@@ -71,7 +74,7 @@ func (e *Engine) advance(runID string) {
 		cur := r.Current()
 		if cur == nil {
 			l.mu.Unlock()
-			e.end(runID, RunSucceeded, "all steps done")
+			_, _ = e.end(runID, RunSucceeded, "all steps done", "")
 			return
 		}
 		if cur.Status != StepPending {
@@ -122,7 +125,7 @@ func (e *Engine) advance(runID string) {
 			return
 		}
 		if end != "" {
-			e.end(runID, RunFailed, end)
+			_, _ = e.end(runID, RunFailed, end, "")
 			return
 		}
 		if res.Status != StepDone && res.Status != StepSkipped && res.Rewind == "" {
@@ -237,19 +240,17 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 // end decides a run's outcome: it commits the decision and the
 // compensations owed, runs them, then commits the final state, which frees
 // the service.
-func (e *Engine) end(runID string, final RunState, outcome string, events ...AuditEvent) bool {
+// said, when set, is posted in the thread once the decision is committed.
+func (e *Engine) end(runID string, final RunState, outcome, said string, events ...AuditEvent) (bool, error) {
 	l := e.liveRun(runID)
 	if l == nil {
-		return false
+		return false, nil
 	}
 	l.mu.Lock()
 	r := l.run
 	if r.State != RunActive {
 		l.mu.Unlock()
-		return false
-	}
-	if l.cancel != nil {
-		l.cancel() // stop the step that is running; its result is discarded
+		return false, nil
 	}
 	r.State = RunEnding
 	r.Outcome = outcome
@@ -273,15 +274,21 @@ func (e *Engine) end(runID string, final RunState, outcome string, events ...Aud
 	}
 	events = append(events, AuditEvent{Actor: BotActor, Action: "run.ending", Detail: string(final) + ": " + outcome})
 	err := e.save(e.ctx, l, Changes{Events: events})
-	snap := r.Clone()
+	if err == nil && l.cancel != nil {
+		l.cancel() // stop the step that is running; its result is discarded
+	}
+	snap := l.run.Clone()
 	l.mu.Unlock()
 	if err != nil {
 		e.log.Error("committing run end failed", zap.String("run", runID), zap.Error(err))
-		return true
+		return false, err
+	}
+	if said != "" {
+		e.notify.Say(snap, said)
 	}
 	e.notify.RunChanged(snap)
 	e.goEnd(runID)
-	return true
+	return true, nil
 }
 
 // finish runs owed compensations, newest step first, then closes the run.
@@ -313,16 +320,17 @@ func (e *Engine) finish(runID string) {
 		if st.Comp != CompNeeded {
 			continue
 		}
-		comp := l.steps[i].(Compensator)
 		snap := r.Clone()
 		x := e.newExec(snap, snap.Step(i))
-		err := e.safeCompensate(comp, ctx, x)
+		err := errors.New("the runbook no longer knows how to undo this step")
+		if comp, ok := l.steps[i].(Compensator); ok {
+			err = e.safeCompensate(comp, ctx, x)
+		}
 		ev := AuditEvent{Actor: BotActor, Action: "compensation.done", StepID: st.ID}
 		st.Comp = CompDone
 		if err != nil {
 			st.Comp = CompFailed
 			ev.Action, ev.Detail = "compensation.failed", err.Error()
-			e.notify.Say(r.Clone(), fmt.Sprintf(":rotating_light: Undoing “%s” failed: %s. Fix this by hand.", st.Title, err))
 		}
 		for k, v := range x.data {
 			if st.Data == nil {
@@ -330,9 +338,14 @@ func (e *Engine) finish(runID string) {
 			}
 			st.Data[k] = v
 		}
+		title := st.Title
 		if err := e.save(ctx, l, Changes{Events: []AuditEvent{ev}}); err != nil {
 			e.log.Error("committing compensation failed", zap.String("run", runID), zap.Error(err))
 			return
+		}
+		r = l.run
+		if ev.Action == "compensation.failed" {
+			e.notify.Say(r.Clone(), fmt.Sprintf(":rotating_light: Undoing “%s” failed: %s. Fix this by hand.", title, Escape(ev.Detail)))
 		}
 	}
 	final := RunState(r.Data["final_state"])

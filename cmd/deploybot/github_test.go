@@ -207,3 +207,33 @@ func TestNoDraftOffersTheLatestPublishedRelease(t *testing.T) {
 	w.waitText(ts, "*Version* `"+tag+"`")
 	w.waitText(ts, "image `"+tag+"` built and tagged")
 }
+
+// A failed rollback run is never dispatched again by Retry: the step finds
+// the earlier run and asks; "Dispatch again" (another approver) dispatches
+// exactly once more.
+func TestRollbackRetryNeverDispatchesTwice(t *testing.T) {
+	w := newWorld(t, all)
+	w.gh.OnDispatch(infraRepo, rollbackWF, "failure", 100*time.Millisecond)
+	w.start()
+	w.reply(w.command(alice, deploys, "/rollback", "rel-2023.07.03.17.52.00"))
+	w.msgTS = w.runMessage(0).TS
+	ts := w.msgTS
+	w.step(ts, "Confirm the rollback", "approve", bob)
+	w.waitText(ts, "concluded failure")
+	w.step(ts, "Run the rollback workflow", "retry", alice)
+	w.waitText(ts, "concluded failure. Dispatch")
+	if n := len(w.gh.Dispatches(infraRepo, rollbackWF)); n != 1 {
+		t.Fatalf("Retry dispatched again: %d dispatches", n)
+	}
+	// Dispatching again is a production change: four eyes.
+	id, val := w.waitButton(ts, "Run the rollback workflow", "confirm")
+	if r := w.reply(w.click(alice, ts, id, val)); !strings.Contains(r, "four-eyes") {
+		t.Errorf("requester dispatching again answered %q", r)
+	}
+	w.gh.OnDispatch(infraRepo, rollbackWF, "success", 100*time.Millisecond)
+	w.step(ts, "Run the rollback workflow", "confirm", bob)
+	w.waitThread("Rollback to `rel-2023.07.03.17.52.00` succeeded")
+	if n := len(w.gh.Dispatches(infraRepo, rollbackWF)); n != 2 {
+		t.Errorf("%d dispatches after Dispatch again, want 2", n)
+	}
+}

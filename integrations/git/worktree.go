@@ -253,13 +253,36 @@ func (w *Worktree) Dirty(ctx context.Context) (bool, error) {
 // Rebase fetches and moves the run's branch onto the newest base branch,
 // keeping uncommitted edits (autostash). A plan refused because the base
 // moved is made again from the new base, so the re-plan shows what will
-// really be applied.
+// really be applied. When the base has not moved it does nothing. When the
+// base changed the lines the run edits, git leaves conflict markers and
+// still exits 0: that is reported as an error, never planned or committed.
 func (w *Worktree) Rebase(ctx context.Context) error {
 	r := w.repo
 	if err := r.Fetch(ctx); err != nil {
 		return err
 	}
-	_, err := r.run(ctx, w.Dir, runOpts{}, "-c", "user.name=deploybot", "-c", "user.email=deploybot@localhost",
-		"rebase", "-q", "--autostash", r.baseRef())
-	return err
+	_, err := r.run(ctx, w.Dir, runOpts{}, "merge-base", "--is-ancestor", r.baseRef(), "HEAD")
+	switch exitCode(err) {
+	case 0:
+		return nil // already on the newest base
+	case 1:
+	default:
+		return err
+	}
+	if _, err := r.run(ctx, w.Dir, runOpts{}, "-c", "user.name=deploybot", "-c", "user.email=deploybot@localhost",
+		"rebase", "-q", "--autostash", r.baseRef()); err != nil {
+		return err
+	}
+	conflicts, err := r.run(ctx, w.Dir, runOpts{}, "diff", "--name-only", "--diff-filter=U")
+	if err != nil {
+		return err
+	}
+	stash, err := r.run(ctx, w.Dir, runOpts{}, "stash", "list")
+	if err != nil {
+		return err
+	}
+	if files := strings.Fields(string(conflicts)); len(files) > 0 || strings.TrimSpace(string(stash)) != "" {
+		return fmt.Errorf("git: the base branch changed lines this run edits (%s); the run's edits are kept in `git stash` of %s: cancel the run and deploy again", strings.Join(files, ", "), w.Dir)
+	}
+	return nil
 }
