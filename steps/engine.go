@@ -360,6 +360,7 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 
 	snap := r.Clone()
 	x := e.newExec(snap, snap.Step(st.Index))
+	x.hold = true
 	res := e.safeAct(l.steps[st.Index], ctx, x, Action{Verb: req.Verb, User: req.User, Reason: req.Reason, At: e.now().UTC()})
 	end, err := e.apply(ctx, l, st.Index, x, res, req.User, said, clicked)
 	l.mu.Unlock()

@@ -88,6 +88,10 @@ type Exec struct {
 	// checkpoint commits step data at once; nil outside Start.
 	checkpoint func(key, value string) error
 	eng        *Engine
+	// hold keeps Say lines until the click's transition is committed, so
+	// the thread reads in order: who clicked, then what followed.
+	hold bool
+	held []string
 }
 
 // LookupRun returns another run (an incident's originating deploy).
@@ -159,6 +163,10 @@ func (x *Exec) Live(key, text string) {
 
 // Say posts a line in the run's thread at once (progress, output).
 func (x *Exec) Say(format string, args ...any) {
+	if x.hold {
+		x.held = append(x.held, fmt.Sprintf(format, args...))
+		return
+	}
 	if x.n != nil {
 		x.n.Say(x.Run, fmt.Sprintf(format, args...))
 	}

@@ -177,6 +177,9 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 			if said != "" {
 				e.notify.Say(snap, said)
 			}
+			for _, h := range x.held {
+				e.notify.Say(snap, h)
+			}
 			if res.Say != "" {
 				e.notify.Say(snap, res.Say)
 			}
@@ -226,6 +229,9 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 	snap := r.Clone()
 	if said != "" {
 		e.notify.Say(snap, said)
+	}
+	for _, h := range x.held {
+		e.notify.Say(snap, h)
 	}
 	if res.Say != "" {
 		e.notify.Say(snap, res.Say)
