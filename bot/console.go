@@ -136,6 +136,9 @@ func (c *Console) reply(ctx context.Context, v View) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fmt.Fprintf(c.out, "  (only you) %s\n", indent(plain(viewText(v)), "  "))
+	if hasButtons(v) {
+		c.offer("", v, "  ")
+	}
 	return nil
 }
 
