@@ -263,31 +263,39 @@ func TestRejectEndsRunAndCompensates(t *testing.T) {
 	}
 }
 
-func TestCrashWhileEndingStillCompensates(t *testing.T) {
-	f := newFixture(t, true)
+// crashWhileEnding runs the fixture to its confirm step, then forges what
+// a death right after the run was marked ending leaves on disk (change
+// adjusts it), and restarts.
+func (f *fixture) crashWhileEnding(change func(*steps.Run)) *steps.Run {
+	f.t.Helper()
 	f.step.block = nil
 	r := f.start()
-	f.rec.waitRun(t, r.ID, "the confirm step to wait", func(r *steps.Run) bool { return r.Steps[1].Status == steps.StepWaiting })
-	// Simulate a death right after the run was marked ending: commit the
-	// "ending" state ourselves with the compensation owed, then restart.
+	f.rec.waitRun(f.t, r.ID, "the confirm step to wait", func(r *steps.Run) bool { return r.Steps[1].Status == steps.StepWaiting })
 	run, err := f.db.Run(context.Background(), r.ID)
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	f.crash()
 	run.State = steps.RunEnding
 	run.Data["final_state"] = string(steps.RunCancelled)
 	run.Steps[0].Comp = steps.CompNeeded
+	change(run)
 	db, err := sqlite.Open(f.path)
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	if err := db.SaveRun(context.Background(), run, steps.Changes{}); err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	db.Close()
 	f.open()
-	f.rec.waitRun(t, r.ID, "the run to finish ending", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
+	f.rec.waitRun(f.t, r.ID, "the run to finish ending", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
+	return r
+}
+
+func TestCrashWhileEndingStillCompensates(t *testing.T) {
+	f := newFixture(t, true)
+	f.crashWhileEnding(func(*steps.Run) {})
 	if f.world.flag {
 		t.Error("flag not restored after a crash while ending")
 	}
@@ -459,28 +467,8 @@ func TestConcurrentRunLevelIncidentsDeclareOne(t *testing.T) {
 // to undo by hand.
 func TestResumeEndingRunWhoseStepLeftTheRunbook(t *testing.T) {
 	f := newFixture(t, true)
-	f.step.block = nil
-	r := f.start()
-	f.rec.waitRun(t, r.ID, "the confirm step to wait", func(r *steps.Run) bool { return r.Steps[1].Status == steps.StepWaiting })
-	run, err := f.db.Run(context.Background(), r.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.crash()
-	run.State = steps.RunEnding
-	run.Data["final_state"] = string(steps.RunCancelled)
-	run.Steps[0].ID = "gone" // the configuration no longer has this step
-	run.Steps[0].Comp = steps.CompNeeded
-	db, err := sqlite.Open(f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.SaveRun(context.Background(), run, steps.Changes{}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	f.open()
-	f.rec.waitRun(t, r.ID, "the run to end", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
+	// The configuration no longer has this step.
+	f.crashWhileEnding(func(r *steps.Run) { r.Steps[0].ID = "gone" })
 	f.rec.mu.Lock()
 	defer f.rec.mu.Unlock()
 	found := false
