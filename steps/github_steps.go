@@ -123,10 +123,6 @@ type ghStep struct {
 
 func (s *ghStep) Spec() Spec { return s.S }
 
-func (s *ghStep) no(a Action) Result {
-	return Failed(fmt.Errorf("“%s” takes no %q", s.S.Title, a.Verb))
-}
-
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -275,7 +271,7 @@ func (s *releaseStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		s.remember(x, rel)
 		return Done(fmt.Sprintf("going on with the published %s (<@%s>)", Escape(rel.Tag), a.User))
 	}
-	return s.no(a)
+	return unexpected(s.S, a)
 }
 
 // buildStep follows the monorepo's build workflow run for the published
@@ -324,7 +320,7 @@ func (s *buildStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	if a.Verb == VerbRecheck {
 		return RewindTo(s.S.ID, "Re-checking the build.")
 	}
-	return s.no(a)
+	return unexpected(s.S, a)
 }
 
 // changelogStep finds the changelog PR the release workflow opens and
@@ -382,7 +378,7 @@ func (s *changelogStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		}
 		return Done(fmt.Sprintf("<%s|#%d> approved by <@%s>", x.Get("pr_url"), n, a.User))
 	}
-	return s.no(a)
+	return unexpected(s.S, a)
 }
 
 // OpenInfraPR implements PullRequests: the PR on the infrastructure repo
@@ -534,5 +530,5 @@ func (s *rollbackStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		x.Set("dispatch_attempt", "")
 		return RewindTo(s.S.ID, fmt.Sprintf("<@%s> asked to dispatch the rollback again.", a.User))
 	}
-	return s.no(a)
+	return unexpected(s.S, a)
 }

@@ -40,7 +40,7 @@ type announceStep struct {
 func (s *announceStep) Spec() Spec { return s.S }
 
 func (s *announceStep) Act(ctx context.Context, x *Exec, a Action) Result {
-	return Failed(fmt.Errorf("“%s” takes no %q", s.S.Title, a.Verb))
+	return unexpected(s.S, a)
 }
 
 var notChannelChars = regexp.MustCompile(`[^a-z0-9-]+`)

@@ -124,7 +124,7 @@ type infraStep struct {
 func (s *infraStep) Spec() Spec { return s.S }
 
 func (s *infraStep) Act(ctx context.Context, x *Exec, a Action) Result {
-	return Failed(fmt.Errorf("“%s” takes no %q", s.S.Title, a.Verb))
+	return unexpected(s.S, a)
 }
 
 func (s *infraStep) tree(ctx context.Context, x *Exec) (Tree, error) {

@@ -244,3 +244,10 @@ func Failed(err error) Result {
 func FailedText(format string, args ...any) Result {
 	return Result{Status: StepFailed, Note: fmt.Sprintf(format, args...)}
 }
+
+// unexpected answers a click on a button the step never offered. The
+// engine only passes verbs from the step's own buttons, so this guards
+// against a step offering a button it does not handle.
+func unexpected(spec Spec, a Action) Result {
+	return Failed(fmt.Errorf("“%s” takes no %q", spec.Title, a.Verb))
+}

@@ -161,6 +161,7 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 	st.Note = res.Note
 	st.Prompt, st.Buttons, st.WaitingOn = "", nil, ""
 	c := Changes{Events: events}
+	rewound := false
 	if res.Rewind != "" {
 		if to := r.StepByID(res.Rewind); to != nil && to.Index <= idx {
 			for k := to.Index; k <= idx; k++ {
@@ -170,33 +171,22 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 				s.Seq++
 			}
 			c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step.rewound", StepID: st.ID, Detail: "back to " + res.Rewind + ": " + res.Note})
-			if err := e.save(ctx, l, c); err != nil {
-				return "", err
-			}
-			snap := r.Clone()
-			if said != "" {
-				e.notify.Say(snap, said)
-			}
-			for _, h := range x.held {
-				e.notify.Say(snap, h)
-			}
-			if res.Say != "" {
-				e.notify.Say(snap, res.Say)
-			}
-			e.notify.RunChanged(snap)
-			return "", nil
+			rewound = true
+		} else {
+			res = Failed(fmt.Errorf("internal error: cannot go back to step %q", res.Rewind))
+			res.Rewind = ""
 		}
-		res = Failed(fmt.Errorf("internal error: cannot go back to step %q", res.Rewind))
 	}
-	switch res.Status {
-	case StepDone, StepSkipped:
+	switch {
+	case rewound:
+	case res.Status == StepDone || res.Status == StepSkipped:
 		st.Status = res.Status
 		st.EndedAt = now
 		if actor != BotActor {
 			st.Actor = actor
 		}
 		c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step." + string(res.Status), StepID: st.ID, Detail: res.Note})
-	case StepWaiting:
+	case res.Status == StepWaiting:
 		st.Status = StepWaiting
 		st.Prompt = res.Prompt
 		st.Buttons = append(append([]Button(nil), res.Buttons...), Button{Verb: VerbCancel, Label: "Cancel run", Style: "danger"})
@@ -206,6 +196,7 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 		}
 		c.Events = append(c.Events, AuditEvent{Actor: actor, Action: "step.waiting", StepID: st.ID, Detail: "waiting for " + st.WaitingOn})
 	default:
+		res.Status = StepFailed
 		st.Status = StepFailed
 		st.EndedAt = now
 		if res.EndRun == "" {

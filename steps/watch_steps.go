@@ -69,7 +69,7 @@ func (s *airflowStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		r.Say = fmt.Sprintf(":warning: <@%s> overrode the Airflow block: %s", a.User, Escape(a.Reason))
 		return r
 	}
-	return Failed(fmt.Errorf("“%s” takes no %q", s.S.Title, a.Verb))
+	return unexpected(s.S, a)
 }
 
 // watchStepID is the "Check Sentry" step, which the Sentry watch runs as.
@@ -146,7 +146,7 @@ type watchStep struct {
 func (s *watchStep) Spec() Spec { return s.S }
 
 func (s *watchStep) Act(ctx context.Context, x *Exec, a Action) Result {
-	return Failed(fmt.Errorf("“%s” takes no %q", s.S.Title, a.Verb))
+	return unexpected(s.S, a)
 }
 
 type window struct {

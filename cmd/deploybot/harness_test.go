@@ -68,9 +68,9 @@ func newHarness(t testing.TB) *harness {
 	return h
 }
 
-func writeConfig(t testing.TB, path, apiURL, extra string) {
-	t.Helper()
-	cfg := fmt.Sprintf(`state_path: ./state.db
+// baseConfig is what every test config starts with; %s is the Slack API
+// URL of the test server.
+const baseConfig = `state_path: ./state.db
 http_addr: 127.0.0.1:0
 log: {level: warn, format: console}
 slack:
@@ -80,7 +80,11 @@ slack:
   team_group: S0MAINTAINERS
   deployers: [U0ALICE]
   approvers: [U0ALICE, U0BOB, S0APPROVERS]
-services:
+`
+
+func writeConfig(t testing.TB, path, apiURL, extra string) {
+	t.Helper()
+	cfg := fmt.Sprintf(baseConfig+`services:
   ingestion-server:
     release_tag_prefix: ingestion_server-
     image_tag_prefix: rel-

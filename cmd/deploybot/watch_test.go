@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/integrations/airflow/airflowtest"
-	"github.com/deploybot/deploybot/integrations/sentry/sentrytest"
 )
 
 func refresh(dag string) airflowtest.DagRun {
@@ -87,16 +86,11 @@ func TestAirflowUnreachableFailsClearlyWithRetry(t *testing.T) {
 // Sentry app in the alerts channel is linked into the thread.
 func TestSentryWatchPostsIssuesOnceAcrossARestart(t *testing.T) {
 	w := newWorld(t, all)
-	w.writeConfigWatch(all, "15s")
+	w.watch = "15s"
+	w.writeConfig(all)
 	w.start()
-	ts := w.deploy()
-	w.step(ts, "Publish the release", "publish", alice)
-	w.step(ts, "Staging (dev): verify the plan", "approve", alice)
-	w.step(ts, "Production (prod): verify the plan", "approve", bob)
-	w.waitThread("Watching Sentry project `ingestion-server`")
-
-	w.sn.AddIssue("ingestion-server", "production", sentrytest.Issue{ID: "9001", ShortID: "INGESTION-1", Title: "KeyError <!here> in refresh", Culprit: "ingestion_server.api", Level: "error",
-		Permalink: "https://sentry.example.com/issues/9001/", Count: 12, UserCount: 3, FirstSeen: time.Now(), LastSeen: time.Now(), Status: "unresolved", Substatus: "new"})
+	ts := w.deployToWatch()
+	w.sn.AddIssue("ingestion-server", "production", sentryIssue("9001", "KeyError <!here> in refresh", "error", 12, 3))
 	w.waitThread("New issue in production")
 	if w.thread("<!here>") || !w.thread("KeyError &lt;!here&gt; in refresh") || !w.thread("12 events · 3 users") {
 		t.Error("the issue message is unescaped or incomplete")
@@ -127,26 +121,15 @@ func TestSentryWatchPostsIssuesOnceAcrossARestart(t *testing.T) {
 	}
 }
 
-func (w *world) writeConfigWatch(with sections, watch string) {
-	w.writeConfig(with)
-	b, _ := readFile(w.cfgPath)
-	b = strings.Replace(b, "watch: 2s", "watch: "+watch, 1)
-	writeFile(w.t, w.cfgPath, b)
-}
-
 // Roll back on a Sentry issue rolls back to the last good version that
 // deploybot knows from its own history.
 func TestRollBackFromASentryIssue(t *testing.T) {
 	w := newWorld(t, all)
-	w.writeConfigWatch(all, "30s")
+	w.watch = "30s"
+	w.writeConfig(all)
 	w.start()
-	ts := w.deploy()
-	w.step(ts, "Publish the release", "publish", alice)
-	w.step(ts, "Staging (dev): verify the plan", "approve", alice)
-	w.step(ts, "Production (prod): verify the plan", "approve", bob)
-	w.waitThread("Watching Sentry project")
-	w.sn.AddIssue("ingestion-server", "production", sentrytest.Issue{ID: "9002", ShortID: "INGESTION-2", Title: "Crash", Level: "fatal",
-		Permalink: "https://sentry.example.com/issues/9002/", Count: 1, UserCount: 1, FirstSeen: time.Now(), LastSeen: time.Now(), Status: "unresolved", Substatus: "new"})
+	ts := w.deployToWatch()
+	w.sn.AddIssue("ingestion-server", "production", sentryIssue("9002", "Crash", "fatal", 1, 1))
 	w.waitThread("New issue in production")
 	var msg string
 	for _, m := range w.srv.Thread(deploys, ts) {

@@ -42,6 +42,7 @@ type world struct {
 	remote string
 	work   string
 	msgTS  string
+	watch  string // sentry.watch; set it before writeConfig
 }
 
 // sections lists which optional sections the config has.
@@ -51,7 +52,7 @@ var all = sections{github: true, airflow: true, sentry: true, infra: true}
 
 func newWorld(t *testing.T, with sections) *world {
 	t.Helper()
-	w := &world{harness: newHarness(t)}
+	w := &world{harness: newHarness(t), watch: "2s"}
 	w.srv.AddUser(sentryUserID, "sentry")
 
 	w.gh = githubtest.NewServer()
@@ -94,19 +95,7 @@ func newWorld(t *testing.T, with sections) *world {
 func (w *world) writeConfig(with sections) {
 	t := w.t
 	var b strings.Builder
-	fmt.Fprintf(&b, `state_path: ./state.db
-http_addr: 127.0.0.1:0
-log: {level: warn, format: console}
-slack:
-  api_url: %s
-  deploy_channels: [C0DEPLOYS]
-  alerts_channel: C0ALERTS
-  team_group: S0MAINTAINERS
-  deployers: [U0ALICE]
-  approvers: [U0ALICE, U0BOB, S0APPROVERS]
-incident:
-  create_channel: true
-`, w.srv.APIURL())
+	fmt.Fprintf(&b, baseConfig+"incident:\n  create_channel: true\n", w.srv.APIURL())
 	if with.github {
 		fmt.Fprintf(&b, "github:\n  api_url: %s\n  monorepo: %s\n  infra_repo: %s\n  poll_interval: 50ms\n", w.gh.URL(), monorepo, infraRepo)
 	}
@@ -117,7 +106,7 @@ incident:
 		fmt.Fprintf(&b, "airflow:\n  url: %s\n  api_version: 2\n", w.af.URL())
 	}
 	if with.sentry {
-		fmt.Fprintf(&b, "sentry:\n  url: %s\n  org: %s\n  project: ingestion-server\n  environments: {dev: staging, prod: production}\n  watch: 2s\n  poll_interval: 50ms\n", w.sn.URL(), w.sn.Org())
+		fmt.Fprintf(&b, "sentry:\n  url: %s\n  org: %s\n  project: ingestion-server\n  environments: {dev: staging, prod: production}\n  watch: %s\n  poll_interval: 50ms\n", w.sn.URL(), w.sn.Org(), w.watch)
 	}
 	b.WriteString(`services:
   ingestion-server:
@@ -173,13 +162,6 @@ func readFile(path string) (string, error) {
 	return string(b), err
 }
 
-func writeFile(t testing.TB, path, body string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // noDraft publishes the drafted release behind deploybot's back (through
 // the REST API, as a person would), so that nothing is unreleased.
 func (w *world) noDraft() {
@@ -196,4 +178,23 @@ func (w *world) noDraft() {
 		}
 		resp.Body.Close()
 	}
+}
+
+// deployToWatch deploys with every integration up to the running Sentry
+// watch, and returns the run message's ts.
+func (w *world) deployToWatch() string {
+	w.t.Helper()
+	ts := w.deploy()
+	w.step(ts, "Publish the release", "publish", alice)
+	w.step(ts, "Staging (dev): verify the plan", "approve", alice)
+	w.step(ts, "Production (prod): verify the plan", "approve", bob)
+	w.waitThread("Watching Sentry project `ingestion-server`")
+	return ts
+}
+
+// sentryIssue is a new issue seen now.
+func sentryIssue(id, title, level string, count int64, users int) sentrytest.Issue {
+	return sentrytest.Issue{ID: id, ShortID: "INGESTION-" + id, Title: title, Culprit: "ingestion_server.api", Level: level,
+		Permalink: "https://sentry.example.com/issues/" + id + "/", Count: count, UserCount: users,
+		FirstSeen: time.Now(), LastSeen: time.Now(), Status: "unresolved", Substatus: "new"}
 }

@@ -501,9 +501,9 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-// A base that changed the very lines a run edits is reported, not left as
-// conflict markers to be planned and committed.
-func TestRebaseReportsConflictingBase(t *testing.T) {
+// runWorktree opens a fresh remote and one run's worktree.
+func runWorktree(t *testing.T) (context.Context, string, *Worktree) {
+	t.Helper()
 	ctx := testCtx(t)
 	remote, _ := newRemote(t)
 	repo := openT(t, Options{CloneURL: remote, BaseBranch: "main", Workdir: t.TempDir()})
@@ -511,13 +511,20 @@ func TestRebaseReportsConflictingBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, remote, wt
+}
+
+// A base that changed the very lines a run edits is reported, not left as
+// conflict markers to be planned and committed.
+func TestRebaseReportsConflictingBase(t *testing.T) {
+	ctx, remote, wt := runWorktree(t)
 	// Nothing moved: a no-op.
 	if err := wt.Rebase(ctx); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(wt.Dir, devTF), strings.Replace(devTFOld, "rel-2023.07.03.17.52.00", "rel-run", 1))
 	pushAsSomeoneElse(t, remote, "main", devTF, strings.Replace(devTFOld, "rel-2023.07.03.17.52.00", "rel-someone-else", 1))
-	err = wt.Rebase(ctx)
+	err := wt.Rebase(ctx)
 	if err == nil || !strings.Contains(err.Error(), "changed lines this run edits") || !strings.Contains(err.Error(), devTF) {
 		t.Fatalf("err = %v", err)
 	}
@@ -525,13 +532,7 @@ func TestRebaseReportsConflictingBase(t *testing.T) {
 
 // A base that moved elsewhere is taken in, keeping the run's edit.
 func TestRebaseKeepsEditsOnANewBase(t *testing.T) {
-	ctx := testCtx(t)
-	remote, _ := newRemote(t)
-	repo := openT(t, Options{CloneURL: remote, BaseBranch: "main", Workdir: t.TempDir()})
-	wt, err := repo.Worktree(ctx, "run-1", "deploybot/x-run-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, remote, wt := runWorktree(t)
 	edited := strings.Replace(devTFOld, "rel-2023.07.03.17.52.00", "rel-run", 1)
 	writeFile(t, filepath.Join(wt.Dir, devTF), edited)
 	newBase := pushAsSomeoneElse(t, remote, "main", "NOTES.md", "moved\n")
