@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/crashpoint"
 	"github.com/deploybot/deploybot/steps"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -151,6 +152,7 @@ func (db *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
+	crashpoint.Hit("write")
 	return tx.Commit()
 }
 
