@@ -41,7 +41,9 @@ func (b *Bot) HandleMessage(ctx context.Context, m Message) {
 		if link == "" {
 			line = fmt.Sprintf(":link: Sentry alert in <#%s> during the watch: %s", m.Channel, escape(oneLine(m.Text, 300)))
 		}
-		b.Say(r, line)
+		if err := b.eng.Note(ctx, r.ID, line); err != nil {
+			b.log.Warn("linking an alert failed", zap.String("run_id", r.ID), zap.Error(err))
+		}
 	}
 }
 
@@ -62,15 +64,6 @@ type Announcer struct {
 }
 
 var _ steps.Announcer = (*Announcer)(nil)
-
-// Announce posts in a channel and returns the message's link.
-func (a *Announcer) Announce(ctx context.Context, channel, text string) (string, error) {
-	ts, err := a.Chat.Post(ctx, channel, "", textView(truncate(text, maxSectionText)))
-	if err != nil {
-		return "", err
-	}
-	return a.Chat.Permalink(ctx, channel, ts)
-}
 
 // OpenChannel creates the incident channel and invites people, expanding
 // user groups.

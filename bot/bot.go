@@ -39,6 +39,9 @@ type Bot struct {
 	mu     sync.Mutex
 	pubs   map[string]*publisher
 	timers map[*publisher]*time.Timer // pending retries
+	// suspect holds outbox entries that may have reached Slack without
+	// their record: looked for before they are sent (again).
+	suspect map[int64]bool
 	closed bool
 	wg     sync.WaitGroup
 	// idle is signalled when a publisher drains, for Flush.
@@ -50,7 +53,7 @@ func New(cfg *config.Config, chat Chat, log *zap.Logger, opts Options) *Bot {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}, timers: map[*publisher]*time.Timer{}}
+	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}, timers: map[*publisher]*time.Timer{}, suspect: map[int64]bool{}}
 	b.idle = sync.NewCond(&b.mu)
 	return b
 }

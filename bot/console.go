@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Console runs the bot in a terminal: messages print as text, buttons as
@@ -59,6 +60,18 @@ func (c *Console) Post(ctx context.Context, channel, threadTS string, v View) (s
 	}
 	c.print(ts, v)
 	return ts, nil
+}
+
+// Find implements Chat. The console's messages live only on the screen, so
+// nothing is found: after a restart an entry that was printed just before
+// the crash may print again, which a terminal reader can tell.
+func (c *Console) Find(ctx context.Context, channel, threadTS, key string, since time.Time) (string, bool, error) {
+	return "", false, nil
+}
+
+// FindFile implements Chat; see Find.
+func (c *Console) FindFile(ctx context.Context, channel, threadTS, name, title string) (bool, error) {
+	return false, nil
 }
 
 // Upload implements Chat: the console writes the file next to its state

@@ -2,107 +2,115 @@ package bot
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/slack-go/slack"
 	"go.uber.org/zap"
 
 	"github.com/deploybot/deploybot/steps"
 )
 
-// publisher keeps one run's Slack presence current: it posts the parent
-// message once, then edits it with chat.update, and sends thread messages
-// (lines, files, live progress) in order. One goroutine per run at most,
-// started on demand, so a slow Slack never holds up the engine and bursts
-// of changes collapse into one edit.
+// The outbox: every message a transition causes (the run's parent message
+// and its edits, thread lines, files, the incident announcement) is an
+// entry committed with the transition. A publisher per run delivers the
+// run's entries in order once they are committed, and marks each delivered.
+//
+// Exactly once as people see it: every message carries its entry's id as
+// Slack message metadata (event type deploybot_outbox). An entry that may
+// already have reached Slack — it was pending when deploybot started, or a
+// send failed after it may have arrived (a 504, a dropped connection) — is
+// first looked for in Slack (conversations.replies / .history with
+// include_all_metadata) and only posted when it is not there.
+
+// outboxEventType is the metadata event type of deploybot's messages.
+const outboxEventType = "deploybot_outbox"
+
+// outboxKey is the idempotency key an entry's message carries.
+func outboxKey(e steps.OutboxEntry) string { return e.RunID + "/" + strconv.FormatInt(e.ID, 10) }
+
+// publisher delivers one run's outbox. One goroutine per run at most,
+// started on demand, so a slow Slack never holds up the engine.
 type publisher struct {
-	runID   string
-	channel string
+	runID string
 
 	mu       sync.Mutex
-	ts       string
-	latest   *steps.Run
-	dirty    bool
-	ops      []threadOp
-	live     map[string]string // live key → thread message ts
 	running  bool
-	failures int // sends failed in a row
+	wake     bool              // entries may have been committed since the last read
+	retryAt  time.Time         // after a failure, not before
+	failures int               // sends of the current entry failed in a row
+	live     map[string]string // live key → thread message ts
+	lives    []liveOp          // live texts to show, newest per key
 }
 
-// threadOp is one thing to send into the run's thread.
-type threadOp struct {
-	text    string
-	file    []byte // with name and title: an upload
-	name    string
-	title   string
-	liveKey string // with text: edit the live message of that key
-	buttons []Button
-}
+// liveOp is a progress message: best effort, in memory (see steps.Notifier).
+type liveOp struct{ key, text string }
 
-func (b *Bot) publisher(r *steps.Run) *publisher {
+func (b *Bot) publisher(runID string) *publisher {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.pubs[r.ID]
+	p := b.pubs[runID]
 	if p == nil {
-		p = &publisher{runID: r.ID, channel: r.Channel, ts: r.MessageTS, live: map[string]string{}}
-		b.pubs[r.ID] = p
+		p = &publisher{runID: runID, live: map[string]string{}}
+		b.pubs[runID] = p
 	}
 	return p
 }
 
-// RunChanged implements steps.Notifier: the run's message is brought up to
-// date in the background.
+// RunChanged implements steps.Notifier: the run's outbox is delivered in
+// the background.
 func (b *Bot) RunChanged(r *steps.Run) {
-	p := b.publisher(r)
+	p := b.publisher(r.ID)
 	p.mu.Lock()
-	p.latest = r
-	p.dirty = true
+	p.wake = true
 	p.mu.Unlock()
 	b.pump(p)
-}
-
-// Say implements steps.Notifier: a line in the run's thread.
-func (b *Bot) Say(r *steps.Run, text string) { b.enqueue(r, threadOp{text: text}) }
-
-// Offer implements steps.Notifier: a thread line with run-level buttons.
-func (b *Bot) Offer(r *steps.Run, text string, buttons ...steps.Button) {
-	var bs []Button
-	for _, bt := range buttons {
-		bs = append(bs, Button{Label: bt.Label, Style: bt.Style, ActionID: ActionID(bt.Verb, r.ID, steps.RunLevel), Value: ButtonValue(r.ID, steps.RunLevel, 0)})
-	}
-	b.enqueue(r, threadOp{text: text, buttons: bs})
-}
-
-// Attach implements steps.Notifier: a file in the run's thread.
-func (b *Bot) Attach(r *steps.Run, name, title string, content []byte) {
-	b.enqueue(r, threadOp{name: name, title: title, file: content})
 }
 
 // Live implements steps.Notifier: one thread message edited as it grows.
 func (b *Bot) Live(r *steps.Run, key, text string) {
-	p := b.publisher(r)
+	p := b.publisher(r.ID)
 	p.mu.Lock()
-	// Only the newest text of a live message matters: replace a queued one.
-	for i := range p.ops {
-		if p.ops[i].liveKey == key {
-			p.ops[i].text = text
-			p.mu.Unlock()
-			return
+	replaced := false
+	for i := range p.lives {
+		if p.lives[i].key == key {
+			p.lives[i].text = text // only the newest text matters
+			replaced = true
 		}
 	}
-	p.mu.Unlock()
-	b.enqueue(r, threadOp{liveKey: key, text: text})
-}
-
-func (b *Bot) enqueue(r *steps.Run, op threadOp) {
-	p := b.publisher(r)
-	p.mu.Lock()
-	if p.latest == nil {
-		p.latest, p.dirty = r, true
+	if !replaced {
+		p.lives = append(p.lives, liveOp{key: key, text: text})
 	}
-	p.ops = append(p.ops, op)
 	p.mu.Unlock()
 	b.pump(p)
+}
+
+// DeliverPending starts delivering what an earlier process left owed. Call
+// it once at start-up, before the engine resumes: every entry pending now
+// may have reached Slack before the crash, so each is looked for first.
+func (b *Bot) DeliverPending(ctx context.Context) error {
+	es, err := b.eng.Store().PendingOutbox(ctx, "")
+	if err != nil {
+		return fmt.Errorf("reading the outbox: %w", err)
+	}
+	runs := map[string]bool{}
+	b.mu.Lock()
+	for _, e := range es {
+		b.suspect[e.ID] = true
+		runs[e.RunID] = true
+	}
+	b.mu.Unlock()
+	for id := range runs {
+		p := b.publisher(id)
+		p.mu.Lock()
+		p.wake = true
+		p.mu.Unlock()
+		b.pump(p)
+	}
+	return nil
 }
 
 func (b *Bot) pump(p *publisher) {
@@ -113,7 +121,7 @@ func (b *Bot) pump(p *publisher) {
 		return
 	}
 	p.mu.Lock()
-	if p.running {
+	if p.running || time.Now().Before(p.retryAt) {
 		p.mu.Unlock()
 		return
 	}
@@ -127,159 +135,298 @@ func (b *Bot) pump(p *publisher) {
 }
 
 // sendTimeout bounds one Slack call including its rate-limit retries;
-// postRetry is the pause before posting a run's message again after Slack
-// refused it.
+// postRetry is the first pause after a failed send, doubled up to
+// maxRetryWait. An entry Slack refuses outright (ok:false, not a rate
+// limit) maxFailures times in a row is given up, loudly, so that it cannot
+// block the thread; anything else (Slack unreachable, 5xx) is retried until
+// Slack recovers, and the thread catches up in order.
 const (
-	sendTimeout = 30 * time.Second
-	postRetry   = 2 * time.Second
-	maxFailures = 8
+	sendTimeout  = 30 * time.Second
+	postRetry    = 2 * time.Second
+	maxRetryWait = 30 * time.Second
+	maxFailures  = 8
 )
 
-// drain sends what is queued: the parent message first (thread messages
-// need its ts), then thread messages in order, then the latest render.
+// drain delivers the run's pending entries in order, then its live
+// messages, until nothing is owed.
 func (b *Bot) drain(p *publisher) {
 	for {
 		p.mu.Lock()
-		if p.ts == "" && p.latest != nil && p.latest.MessageTS != "" {
-			p.ts = p.latest.MessageTS
-		}
-		ts, latest, dirty := p.ts, p.latest, p.dirty
-		var op *threadOp
-		switch {
-		case latest == nil:
-		case ts == "":
-			p.dirty = false
-		case len(p.ops) > 0:
-			o := p.ops[0]
-			p.ops = p.ops[1:]
-			op = &o
-		case dirty:
-			p.dirty = false
-		default:
-			b.idleLocked(p, latest)
-			return
-		}
-		liveTS := ""
-		if op != nil && op.liveKey != "" {
-			liveTS = p.live[op.liveKey]
-		}
+		p.wake = false
 		p.mu.Unlock()
-
-		if latest == nil {
-			p.mu.Lock()
-			p.running = false
-			p.mu.Unlock()
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		switch {
-		case ts == "":
-			newTS, err := b.chat.Post(ctx, p.channel, "", RenderRun(latest))
-			if err != nil {
-				// Keep everything queued (plan previews, Sentry issues
-				// already recorded as posted) and try again shortly.
-				cancel()
-				b.retryLater(p, nil, err)
-				return
-			}
-			p.mu.Lock()
-			p.ts, p.failures = newTS, 0
-			p.mu.Unlock()
-			link, err := b.chat.Permalink(ctx, p.channel, newTS)
-			if err != nil {
-				b.log.Warn("no permalink for the run message", zap.String("run", p.runID), zap.Error(err))
-			}
-			if err := b.eng.SetMessage(ctx, p.runID, newTS, link); err != nil {
-				b.log.Error("recording run message failed", zap.String("run", p.runID), zap.Error(err))
-			}
-		case op != nil:
-			if err := b.sendOp(ctx, p, ts, liveTS, *op); err != nil {
-				cancel()
-				b.retryLater(p, op, err)
-				return
-			}
-		default:
-			if err := b.chat.Update(ctx, p.channel, ts, RenderRun(latest)); err != nil {
-				cancel()
-				b.retryLater(p, nil, err)
-				return
-			}
+		failed, err := b.deliver(ctx, p)
+		cancel()
+		if err != nil {
+			b.retryLater(p, failed, err)
+			return
 		}
 		p.mu.Lock()
 		p.failures = 0
+		if p.wake {
+			p.mu.Unlock()
+			continue
+		}
+		p.running = false
 		p.mu.Unlock()
-		cancel()
+		b.idleCheck(p)
+		return
 	}
 }
 
-// idleLocked stops the drain; p.mu is held on entry and released.
-func (b *Bot) idleLocked(p *publisher, latest *steps.Run) {
-	p.running = false
-	ended := !latest.State.Open()
-	p.mu.Unlock()
-	b.mu.Lock()
-	if ended {
-		p.mu.Lock()
-		if !p.running && len(p.ops) == 0 && !p.dirty {
-			delete(b.pubs, p.runID)
-		}
-		p.mu.Unlock()
+// deliver sends what is owed now. On failure it returns the entry that
+// failed (0 for a live message or a read) and the error.
+func (b *Bot) deliver(ctx context.Context, p *publisher) (int64, error) {
+	store := b.eng.Store()
+	es, err := store.PendingOutbox(ctx, p.runID)
+	if err != nil {
+		return 0, err
 	}
-	b.idle.Broadcast()
+	run, err := b.eng.Run(ctx, p.runID)
+	if err != nil {
+		return 0, fmt.Errorf("loading %s: %w", p.runID, err)
+	}
+	updated := false
+	for i, e := range es {
+		if e.Kind != steps.OutboxParent && e.Kind != steps.OutboxAnnounce && run.MessageTS == "" {
+			// Thread messages need the parent; it comes first in the
+			// outbox, so it failed or was given up.
+			return e.ID, fmt.Errorf("%s has no message to thread under yet", run.ID)
+		}
+		switch e.Kind {
+		case steps.OutboxParent:
+			err = b.deliverParent(ctx, run, e)
+			if err == nil {
+				run, err = b.eng.Run(ctx, p.runID)
+			}
+		case steps.OutboxUpdate:
+			if updated {
+				continue
+			}
+			// Edits are idempotent and show the latest state: one edit
+			// settles every pending update read so far.
+			var ids []steps.Delivery
+			for _, u := range es[i:] {
+				if u.Kind == steps.OutboxUpdate {
+					ids = append(ids, steps.Delivery{ID: u.ID})
+				}
+			}
+			latest, lerr := b.eng.Run(ctx, p.runID)
+			if lerr != nil {
+				return e.ID, lerr
+			}
+			if err = b.chat.Update(ctx, run.Channel, run.MessageTS, RenderRun(latest)); err == nil {
+				err = store.MarkDelivered(ctx, ids)
+			}
+			updated = true
+		case steps.OutboxSay:
+			err = b.deliverSay(ctx, run, e)
+		case steps.OutboxFile:
+			err = b.deliverFile(ctx, run, e)
+		case steps.OutboxAnnounce:
+			err = b.deliverAnnounce(ctx, run, e)
+		default:
+			err = store.MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, Failure: "unknown kind " + string(e.Kind)}})
+		}
+		if err != nil {
+			return e.ID, err
+		}
+		b.settled(e.ID)
+	}
+	if run.MessageTS == "" {
+		return 0, nil
+	}
+	return 0, b.deliverLive(ctx, p, run)
+}
+
+// mayHaveArrived reports whether an entry may already be in Slack, and
+// marks it so from now on: a send about to start may arrive and its answer
+// be lost.
+func (b *Bot) mayHaveArrived(id int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := b.suspect[id]
+	b.suspect[id] = true
+	return was
+}
+
+func (b *Bot) settled(id int64) {
+	b.mu.Lock()
+	delete(b.suspect, id)
 	b.mu.Unlock()
 }
 
-func (b *Bot) sendOp(ctx context.Context, p *publisher, ts, liveTS string, op threadOp) error {
-	switch {
-	case op.file != nil:
-		if err := b.chat.Upload(ctx, p.channel, ts, op.name, op.title, op.file); err != nil {
+func (b *Bot) deliverParent(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
+	if run.MessageTS != "" {
+		return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, TS: run.MessageTS}})
+	}
+	key := outboxKey(e)
+	ts, found := "", false
+	if b.mayHaveArrived(e.ID) {
+		var err error
+		if ts, found, err = b.chat.Find(ctx, run.Channel, "", key, e.At.Add(-time.Minute)); err != nil {
 			return err
 		}
-	case op.liveKey != "" && liveTS != "":
-		return b.chat.Update(ctx, p.channel, liveTS, textView(truncate(op.text, maxSectionText)))
-	default:
-		v := textView(truncate(op.text, maxSectionText))
-		if len(op.buttons) > 0 {
-			v.Blocks = append(v.Blocks, Block{Kind: Actions, Buttons: op.buttons})
+	}
+	if !found {
+		v := RenderRun(run)
+		v.Key = key
+		var err error
+		if ts, err = b.chat.Post(ctx, run.Channel, "", v); err != nil {
+			return err
 		}
-		newTS, err := b.chat.Post(ctx, p.channel, ts, v)
+	}
+	link, err := b.chat.Permalink(ctx, run.Channel, ts)
+	if err != nil {
+		b.log.Warn("no permalink for the run message", zap.String("run_id", run.ID), zap.Error(err))
+	}
+	return b.eng.SetMessage(ctx, run.ID, ts, link, steps.Delivery{ID: e.ID, TS: ts})
+}
+
+func (b *Bot) deliverSay(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
+	key := outboxKey(e)
+	if b.mayHaveArrived(e.ID) {
+		ts, found, err := b.chat.Find(ctx, run.Channel, run.MessageTS, key, time.Time{})
 		if err != nil {
 			return err
 		}
-		if op.liveKey != "" {
-			p.mu.Lock()
-			p.live[op.liveKey] = newTS
-			p.mu.Unlock()
+		if found {
+			return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, TS: ts}})
 		}
 	}
-	return nil
+	v := textView(truncate(e.Text, maxSectionText))
+	v.Key = key
+	if len(e.Buttons) > 0 {
+		var bs []Button
+		for _, bt := range e.Buttons {
+			bs = append(bs, Button{Label: bt.Label, Style: bt.Style, ActionID: ActionID(bt.Verb, run.ID, steps.RunLevel), Value: ButtonValue(run.ID, steps.RunLevel, 0)})
+		}
+		v.Blocks = append(v.Blocks, Block{Kind: Actions, Buttons: bs})
+	}
+	ts, err := b.chat.Post(ctx, run.Channel, run.MessageTS, v)
+	if err != nil {
+		return err
+	}
+	return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, TS: ts}})
 }
 
-// retryLater puts a failed send back (op first in the queue) and drains
-// again after a growing pause. After maxFailures in a row the op is given
-// up, loudly: Slack refusing it for good must not block the thread.
-func (b *Bot) retryLater(p *publisher, op *threadOp, err error) {
+func (b *Bot) deliverFile(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
+	// Files carry no metadata in Slack: the file's name and title, which
+	// name the run and environment, identify it in the thread.
+	if b.mayHaveArrived(e.ID) {
+		found, err := b.chat.FindFile(ctx, run.Channel, run.MessageTS, e.Name, e.Title)
+		if err != nil {
+			return err
+		}
+		if found {
+			return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID}})
+		}
+	}
+	if err := b.chat.Upload(ctx, run.Channel, run.MessageTS, e.Name, e.Title, e.Content); err != nil {
+		return err
+	}
+	return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID}})
+}
+
+func (b *Bot) deliverAnnounce(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
+	key := outboxKey(e)
+	ts, found := "", false
+	if b.mayHaveArrived(e.ID) {
+		var err error
+		if ts, found, err = b.chat.Find(ctx, e.Channel, "", key, e.At.Add(-time.Minute)); err != nil {
+			return err
+		}
+	}
+	if !found {
+		v := textView(truncate(e.Text, maxSectionText))
+		v.Key = key
+		var err error
+		if ts, err = b.chat.Post(ctx, e.Channel, "", v); err != nil {
+			return err
+		}
+	}
+	line := fmt.Sprintf(":mega: Announced in <#%s>.", e.Channel)
+	if link, err := b.chat.Permalink(ctx, e.Channel, ts); err == nil && link != "" {
+		line = fmt.Sprintf(":mega: Announced in <#%s>: %s", e.Channel, link)
+	}
+	// The thread line is owed from the moment the announcement is
+	// recorded as delivered: one transaction.
+	return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, TS: ts}},
+		steps.OutboxEntry{RunID: run.ID, Kind: steps.OutboxSay, Text: line, At: time.Now().UTC()})
+}
+
+func (b *Bot) deliverLive(ctx context.Context, p *publisher, run *steps.Run) error {
+	for {
+		p.mu.Lock()
+		if len(p.lives) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		op := p.lives[0]
+		ts := p.live[op.key]
+		p.mu.Unlock()
+		v := textView(truncate(op.text, maxSectionText))
+		if ts != "" {
+			if err := b.chat.Update(ctx, run.Channel, ts, v); err != nil {
+				return err
+			}
+		} else {
+			newTS, err := b.chat.Post(ctx, run.Channel, run.MessageTS, v)
+			if err != nil {
+				return err
+			}
+			ts = newTS
+		}
+		p.mu.Lock()
+		p.live[op.key] = ts
+		if len(p.lives) > 0 && p.lives[0].key == op.key && p.lives[0].text == op.text {
+			p.lives = p.lives[1:]
+		}
+		p.mu.Unlock()
+	}
+}
+
+// permanent reports whether Slack refused a call for good (ok:false with
+// an error code other than a rate limit), as opposed to not answering.
+func permanent(err error) bool {
+	var se slack.SlackErrorResponse
+	return errors.As(err, &se) && se.Err != "ratelimited"
+}
+
+// retryLater schedules the next attempt after a growing pause. An entry
+// refused for good maxFailures times in a row is given up, with the reason
+// recorded in the outbox and logged, so the rest of the thread goes on.
+func (b *Bot) retryLater(p *publisher, id int64, err error) {
 	p.mu.Lock()
 	p.failures++
 	n := p.failures
-	if op != nil {
-		if n <= maxFailures {
-			p.ops = append([]threadOp{*op}, p.ops...)
-		} else {
-			p.failures = 0
-			b.log.Error("giving up on a thread message", zap.String("run", p.runID), zap.Error(err))
+	p.mu.Unlock()
+	if id != 0 && permanent(err) && n >= maxFailures {
+		b.log.Error("giving up on a Slack message", zap.String("run_id", p.runID), zap.Int64("outbox_id", id), zap.Error(err))
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		if merr := b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: id, Failure: err.Error()}}); merr == nil {
+			n = 0
 		}
+		cancel()
 	} else {
-		p.dirty = true
+		b.log.Warn("slack send failed; retrying", zap.String("run_id", p.runID), zap.Int("attempt", n), zap.Error(err))
 	}
+	wait := min(postRetry<<min(max(n-1, 0), 5), maxRetryWait)
+	p.mu.Lock()
+	if n == 0 {
+		p.failures = 0
+		wait = 0
+	}
+	p.retryAt = time.Now().Add(wait)
 	p.running = false
 	p.mu.Unlock()
-	b.log.Warn("slack send failed; retrying", zap.String("run", p.runID), zap.Int("attempt", n), zap.Error(err))
-	wait := postRetry << min(n-1, 4)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return
+	}
+	if t := b.timers[p]; t != nil {
+		t.Stop()
 	}
 	b.timers[p] = time.AfterFunc(wait, func() {
 		b.mu.Lock()
@@ -290,7 +437,30 @@ func (b *Bot) retryLater(p *publisher, op *threadOp, err error) {
 	b.idle.Broadcast()
 }
 
-// Flush waits until every queued message has been sent (tests, shutdown).
+// idleCheck forgets the publisher of an ended run once nothing is owed,
+// and wakes Flush.
+func (b *Bot) idleCheck(p *publisher) {
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	ended := false
+	if r, err := b.eng.Run(ctx, p.runID); err == nil && !r.State.Open() {
+		ended = true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ended {
+		p.mu.Lock()
+		if !p.running && !p.wake && len(p.lives) == 0 {
+			delete(b.pubs, p.runID)
+		}
+		p.mu.Unlock()
+	}
+	b.idle.Broadcast()
+}
+
+// Flush waits until every committed message has been delivered (tests,
+// shutdown). Entries stay in the store either way: what Flush does not see
+// delivered, the next start delivers.
 func (b *Bot) Flush(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	t := time.AfterFunc(timeout, func() { b.mu.Lock(); b.idle.Broadcast(); b.mu.Unlock() })
@@ -306,18 +476,27 @@ func (b *Bot) Flush(timeout time.Duration) bool {
 	return true
 }
 
-// busy reports whether anything is still to be sent: a drain running, a
-// queued message, an edit owed, or a run message not posted yet.
+// busy reports whether anything is still to be sent: a drain running or
+// owed, a retry pending, a live message queued, or an entry in the store.
 func (b *Bot) busy() bool {
+	if len(b.timers) > 0 {
+		return true
+	}
 	for _, p := range b.pubs {
 		p.mu.Lock()
-		busy := p.running || len(p.ops) > 0 || p.dirty || (p.ts == "" && p.latest != nil && p.latest.MessageTS == "")
+		busy := p.running || p.wake || len(p.lives) > 0
 		p.mu.Unlock()
 		if busy {
 			return true
 		}
 	}
-	return false
+	if b.eng == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	es, err := b.eng.Store().PendingOutbox(ctx, "")
+	return err != nil || len(es) > 0
 }
 
 // Close stops retries and waits for sends in progress. Call Flush first to

@@ -29,6 +29,9 @@ func (s *SlackChat) Post(ctx context.Context, channel, threadTS string, v View) 
 	if threadTS != "" {
 		opts = append(opts, slack.MsgOptionTS(threadTS))
 	}
+	if v.Key != "" {
+		opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: outboxEventType, EventPayload: map[string]any{"key": v.Key}}))
+	}
 	var ts string
 	err := s.retry(ctx, func() error {
 		var err error
@@ -67,6 +70,77 @@ func (s *SlackChat) Upload(ctx context.Context, channel, threadTS, name, title s
 		return fmt.Errorf("uploading %s: %w", name, err)
 	}
 	return nil
+}
+
+// Find implements Chat: conversations.replies of the thread, or
+// conversations.history of the channel since a time, with metadata.
+func (s *SlackChat) Find(ctx context.Context, channel, threadTS, key string, since time.Time) (string, bool, error) {
+	ts, found := "", false
+	err := s.scan(ctx, channel, threadTS, since, func(m slack.Message) bool {
+		if m.Metadata.EventType == outboxEventType && fmt.Sprint(m.Metadata.EventPayload["key"]) == key {
+			ts, found = m.Timestamp, true
+		}
+		return found
+	})
+	return ts, found, err
+}
+
+// FindFile implements Chat with conversations.replies.
+func (s *SlackChat) FindFile(ctx context.Context, channel, threadTS, name, title string) (bool, error) {
+	found := false
+	err := s.scan(ctx, channel, threadTS, time.Time{}, func(m slack.Message) bool {
+		for _, f := range m.Files {
+			if f.Name == name && f.Title == title {
+				found = true
+			}
+		}
+		return found
+	})
+	return found, err
+}
+
+// scan pages through a thread (or a channel's history since a time) until
+// stop returns true.
+func (s *SlackChat) scan(ctx context.Context, channel, threadTS string, since time.Time, stop func(slack.Message) bool) error {
+	cursor := ""
+	for {
+		var msgs []slack.Message
+		var more bool
+		var next string
+		err := s.retry(ctx, func() error {
+			var err error
+			if threadTS != "" {
+				msgs, more, next, err = s.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+					ChannelID: channel, Timestamp: threadTS, Cursor: cursor, Limit: 200, IncludeAllMetadata: true})
+				return err
+			}
+			p := &slack.GetConversationHistoryParameters{ChannelID: channel, Cursor: cursor, Limit: 200, IncludeAllMetadata: true}
+			if !since.IsZero() {
+				p.Oldest = fmt.Sprintf("%d.000000", since.Unix())
+			}
+			var h *slack.GetConversationHistoryResponse
+			if h, err = s.api.GetConversationHistoryContext(ctx, p); err == nil {
+				msgs, more, next = h.Messages, h.HasMore, h.ResponseMetaData.NextCursor
+			}
+			return err
+		})
+		if err != nil {
+			what := "conversations.history of " + channel
+			if threadTS != "" {
+				what = "conversations.replies of " + channel + "/" + threadTS
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		for _, m := range msgs {
+			if stop(m) {
+				return nil
+			}
+		}
+		if !more || next == "" {
+			return nil
+		}
+		cursor = next
+	}
 }
 
 // Permalink implements Chat with chat.getPermalink.

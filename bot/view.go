@@ -1,6 +1,9 @@
 package bot
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // View is a message as the bot composes it, before an adapter turns it into
 // Slack Block Kit or console text. Keeping the two apart is what lets the
@@ -8,6 +11,9 @@ import "context"
 type View struct {
 	Text   string // the notification/fallback text
 	Blocks []Block
+	// Key, when set, is carried with the message (Slack message metadata)
+	// so that the message can be found again: the outbox entry it delivers.
+	Key string
 }
 
 // BlockKind is the kind of a View block.
@@ -48,6 +54,14 @@ type Chat interface {
 	Permalink(ctx context.Context, channel, ts string) (string, error)
 	// Upload shares a file in a thread.
 	Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error
+	// Find looks for a message carrying key: in the thread of threadTS, or
+	// among the channel's messages since a time when threadTS is "". It is
+	// how a delivery that may have reached Slack before a crash or a lost
+	// answer is recognised instead of posted twice.
+	Find(ctx context.Context, channel, threadTS, key string, since time.Time) (ts string, found bool, err error)
+	// FindFile reports whether a file of that name and title is shared in
+	// the thread.
+	FindFile(ctx context.Context, channel, threadTS, name, title string) (bool, error)
 }
 
 // Reply answers one user privately (a Slack ephemeral message).

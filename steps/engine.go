@@ -11,21 +11,19 @@ import (
 	"go.uber.org/zap"
 )
 
-// Notifier is told about every committed transition. The bot implements it
-// by re-rendering the run's message and posting in its thread; calls must not
-// block on the network.
+// Notifier is told about every committed transition. Messages themselves
+// (thread lines, files, the incident announcement, the parent message and
+// its edits) are not handed to it: they are outbox entries committed with
+// the transition that causes them, and the bot delivers them from the store.
+// Calls must not block on the network.
 type Notifier interface {
-	// RunChanged receives a snapshot of the run after a committed change.
+	// RunChanged receives a snapshot of the run after a committed change;
+	// new outbox entries of the run may be waiting.
 	RunChanged(r *Run)
-	// Say posts a line in the run's thread.
-	Say(r *Run, text string)
-	// Offer posts a line in the run's thread with run-level buttons
-	// (Roll back, Declare incident) under it.
-	Offer(r *Run, text string, buttons ...Button)
-	// Attach uploads a file into the run's thread.
-	Attach(r *Run, name, title string, content []byte)
 	// Live posts text in the thread once, then edits that message whenever
-	// Live is called again with the same key.
+	// Live is called again with the same key. Live text is progress (apply
+	// output, build status) and best effort: every outcome it leads to is
+	// said durably through the outbox.
 	Live(r *Run, key, text string)
 }
 
@@ -174,7 +172,8 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	if r.Summary != "" {
 		detail += ": " + r.Summary
 	}
-	if err := e.store.CreateRun(ctx, r, AuditEvent{Actor: req.Requester, Action: "run.started", Detail: detail}); err != nil {
+	if err := e.store.CreateRun(ctx, r, Changes{Events: []AuditEvent{{Actor: req.Requester, Action: "run.started", Detail: detail}},
+		Outbox: []OutboxEntry{{Kind: OutboxParent, At: now}}}); err != nil {
 		var le *LockedError
 		if errors.As(err, &le) {
 			e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: le.Error()})
@@ -248,19 +247,20 @@ func (e *Engine) Resume(ctx context.Context) error {
 			}
 		}
 		events = append(events, AuditEvent{Actor: BotActor, Action: "run.resumed"})
-		err = e.save(ctx, l, Changes{Events: events})
+		var says []string
+		if changed {
+			says = append(says, ":warning: The runbook changed since this run started; steps it no longer has can only be skipped by cancelling the run.")
+		}
+		if cur := r.Current(); cur != nil {
+			says = append(says, fmt.Sprintf(":arrows_counterclockwise: deploybot restarted and picked this run up again at step %d, “%s” (%s).", cur.Index+1, cur.Title, cur.Status))
+		}
+		err = e.save(ctx, l, Changes{Events: events, Outbox: sayAll(says...)})
 		snap := r.Clone()
 		l.mu.Unlock()
 		if err != nil {
 			return err
 		}
 		e.notify.RunChanged(snap)
-		if changed {
-			e.notify.Say(snap, ":warning: The runbook changed since this run started; steps it no longer has can only be skipped by cancelling the run.")
-		}
-		if cur := snap.Current(); cur != nil {
-			e.notify.Say(snap, fmt.Sprintf(":arrows_counterclockwise: deploybot restarted and picked this run up again at step %d, “%s” (%s).", cur.Index+1, cur.Title, cur.Status))
-		}
 		e.kick(r.ID)
 	}
 	return nil
@@ -342,13 +342,12 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 			st.Status = StepPending
 			st.Note, st.Prompt, st.Buttons, st.WaitingOn = "", "", nil, ""
 		}
-		err := e.save(ctx, l, Changes{Events: []AuditEvent{clicked}})
+		err := e.save(ctx, l, Changes{Events: []AuditEvent{clicked}, Outbox: sayAll(said)})
 		snap := r.Clone()
 		l.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		e.notify.Say(snap, said)
 		e.notify.RunChanged(snap)
 		if req.Verb == VerbRetry {
 			e.kick(r.ID)

@@ -10,10 +10,9 @@ import (
 	"github.com/deploybot/deploybot/config"
 )
 
-// Announcer posts where the whole team looks (the alerts channel) and opens
-// incident channels. The bot implements it with Slack.
+// Announcer opens incident channels. The bot implements it with Slack. The
+// announcement itself goes through the outbox (Exec.Announce).
 type Announcer interface {
-	Announce(ctx context.Context, channel, text string) (permalink string, err error)
 	// OpenChannel creates a channel and invites users (user ids, or user
 	// group ids to expand); it returns the channel id.
 	OpenChannel(ctx context.Context, name string, users []string) (string, error)
@@ -86,13 +85,22 @@ func (s *announceStep) Start(ctx context.Context, x *Exec) Result {
 	if link := r.Data["permalink"]; link != "" {
 		lines = append(lines, fmt.Sprintf("*Incident run* <%s|%s>", link, r.ID))
 	}
-	link, err := s.a.Announce(ctx, s.cfg.Slack.AlertsChannel, strings.Join(lines, "\n"))
-	if err != nil {
-		return FailedText("announcing the incident in <#%s>: %s", s.cfg.Slack.AlertsChannel, Escape(err.Error()))
+	// The step is idempotent (a restart starts it again): the record that
+	// it announced commits with the announcement, so a restart never
+	// announces twice. The bot says the announcement's link in the thread
+	// once it is posted.
+	if x.Get("announced") == "" {
+		x.Set("announced", "yes")
+		if err := x.Announce(s.cfg.Slack.AlertsChannel, strings.Join(lines, "\n")); err != nil {
+			return FailedText("announcing the incident in <#%s>: %s", s.cfg.Slack.AlertsChannel, Escape(err.Error()))
+		}
 	}
 	note := fmt.Sprintf("announced in <#%s>", s.cfg.Slack.AlertsChannel)
-	x.Say(":mega: Announced in <#%s>: %s", s.cfg.Slack.AlertsChannel, link)
-	if s.cfg.Incident.CreateChannel {
+	if id := x.Get("incident_channel"); id != "" {
+		// Opened before a restart: never open a second one.
+		x.SetRunValue("incident_channel", id)
+		note += fmt.Sprintf("; channel <#%s>", id)
+	} else if s.cfg.Incident.CreateChannel {
 		name := fmt.Sprintf("incident-%s-%s", time.Now().UTC().Format("2006-01-02"), r.Service)
 		name = strings.Trim(notChannelChars.ReplaceAllString(strings.ToLower(name), "-"), "-")
 		if len(name) > 80 {
@@ -103,6 +111,7 @@ func (s *announceStep) Start(ctx context.Context, x *Exec) Result {
 		if err != nil {
 			x.Say(":warning: Could not open an incident channel: %s", Escape(err.Error()))
 		} else {
+			_ = x.Save("incident_channel", id)
 			x.SetRunValue("incident_channel", id)
 			note += fmt.Sprintf("; channel <#%s>", id)
 		}

@@ -9,7 +9,9 @@ import (
 
 // SetMessage records where the run's parent message is, and its link
 // (which the infrastructure PR cites).
-func (e *Engine) SetMessage(ctx context.Context, runID, ts, permalink string) error {
+// The parent's outbox entry is marked delivered in the same transaction,
+// so the message is recorded exactly when its delivery is.
+func (e *Engine) SetMessage(ctx context.Context, runID, ts, permalink string, delivered ...Delivery) error {
 	set := func(r *Run) {
 		r.MessageTS = ts
 		if permalink != "" {
@@ -26,12 +28,29 @@ func (e *Engine) SetMessage(ctx context.Context, runID, ts, permalink string) er
 			return err
 		}
 		set(r)
-		return e.store.SaveRun(ctx, r, Changes{})
+		return e.store.SaveRun(ctx, r, Changes{Delivered: delivered})
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	set(l.run)
-	return e.save(ctx, l, Changes{})
+	return e.saveQuiet(ctx, l, Changes{Delivered: delivered})
+}
+
+// Note posts a line in an open run's thread from outside its steps (a
+// Sentry alert linked in), through the outbox.
+func (e *Engine) Note(ctx context.Context, runID, text string) error {
+	l := e.liveRun(runID)
+	if l == nil {
+		return ErrNotFound
+	}
+	l.mu.Lock()
+	err := e.saveQuiet(ctx, l, Changes{Outbox: sayAll(text)})
+	snap := l.run.Clone()
+	l.mu.Unlock()
+	if err == nil {
+		e.notify.RunChanged(snap)
+	}
+	return err
 }
 
 // Run returns a snapshot of a run, open or not.

@@ -85,13 +85,15 @@ type Exec struct {
 	version string
 	n       Notifier
 	dir     Directory
-	// checkpoint commits step data at once; nil outside Start.
-	checkpoint func(key, value string) error
+	// checkpoint commits the step's data and messages at once; nil
+	// outside Start.
+	checkpoint func(data map[string]string, out []OutboxEntry) error
 	eng        *Engine
-	// hold keeps Say lines until the click's transition is committed, so
-	// the thread reads in order: who clicked, then what followed.
+	// hold keeps messages until the transition that ends the click (or
+	// compensation) commits them, so the thread reads in order: who
+	// clicked, then what followed. Outside Start messages are always held.
 	hold bool
-	held []string
+	held []OutboxEntry
 }
 
 // LookupRun returns another run (an incident's originating deploy).
@@ -116,18 +118,36 @@ func (x *Exec) LastGoodVersion(ctx context.Context, r *Run) string {
 // same as Set.
 func (x *Exec) Save(key, value string) error {
 	x.data[key] = value
-	if x.checkpoint == nil {
+	if x.checkpoint == nil || x.hold {
 		return nil
 	}
-	return x.checkpoint(key, value)
+	return x.checkpoint(x.data, nil)
 }
 
 // Offer posts text in the thread with run-level buttons (Roll back,
 // Declare incident).
 func (x *Exec) Offer(text string, buttons ...Button) {
-	if x.n != nil {
-		x.n.Offer(x.Run, text, buttons...)
+	x.emit(OutboxEntry{Kind: OutboxSay, Text: text, Buttons: buttons})
+}
+
+// Announce posts text in another channel (the incident announcement in
+// the alerts channel); once it is there, its link is said in the thread.
+// During Start it is committed at once with the step's data, so a step
+// that records "announced" with Set before it cannot announce twice.
+func (x *Exec) Announce(channel, text string) error {
+	return x.emit(OutboxEntry{Kind: OutboxAnnounce, Channel: channel, Text: text})
+}
+
+// emit records a message. During Start it is committed at once together
+// with everything the step has Set so far, so "posted" and the post stand
+// or fall together (the Sentry watch relies on this); elsewhere it waits
+// for the transition's commit.
+func (x *Exec) emit(e OutboxEntry) error {
+	if x.hold || x.checkpoint == nil {
+		x.held = append(x.held, e)
+		return nil
 	}
+	return x.checkpoint(x.data, []OutboxEntry{e})
 }
 
 // UserName returns a person's name for outside systems, or the id when
@@ -148,9 +168,7 @@ func (e *Engine) newExec(r *Run, s *StepState) *Exec {
 // Attach uploads a file into the run's thread (a plan too large for a
 // message, for one).
 func (x *Exec) Attach(name, title string, content []byte) {
-	if x.n != nil {
-		x.n.Attach(x.Run, name, title, content)
-	}
+	x.emit(OutboxEntry{Kind: OutboxFile, Name: name, Title: title, Content: content})
 }
 
 // Live shows text in one thread message that is edited as the text grows
@@ -161,15 +179,10 @@ func (x *Exec) Live(key, text string) {
 	}
 }
 
-// Say posts a line in the run's thread at once (progress, output).
+// Say posts a line in the run's thread (progress, output): during Start
+// it is committed at once, elsewhere with the transition.
 func (x *Exec) Say(format string, args ...any) {
-	if x.hold {
-		x.held = append(x.held, fmt.Sprintf(format, args...))
-		return
-	}
-	if x.n != nil {
-		x.n.Say(x.Run, fmt.Sprintf(format, args...))
-	}
+	x.emit(OutboxEntry{Kind: OutboxSay, Text: fmt.Sprintf(format, args...)})
 }
 
 // Get returns a value the step saved earlier (it survives restarts).

@@ -10,8 +10,16 @@ import (
 )
 
 // save commits the run's state with the changes; the caller holds l.mu.
-// Readers see the new state only once it is committed.
+// Readers see the new state only once it is committed. The run's parent
+// message owes an edit after every transition: that is an outbox entry too.
 func (e *Engine) save(ctx context.Context, l *live, c Changes) error {
+	c.Outbox = append(c.Outbox, OutboxEntry{Kind: OutboxUpdate})
+	return e.saveQuiet(ctx, l, c)
+}
+
+// saveQuiet is save for changes that do not alter how the run looks (step
+// data, the parent message's ts).
+func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 	r := l.run
 	now := e.now().UTC()
 	r.UpdatedAt = now
@@ -25,6 +33,12 @@ func (e *Engine) save(ctx context.Context, l *live, c Changes) error {
 		c.Approvals[i].RunID = r.ID
 		if c.Approvals[i].At.IsZero() {
 			c.Approvals[i].At = now
+		}
+	}
+	for i := range c.Outbox {
+		c.Outbox[i].RunID = r.ID
+		if c.Outbox[i].At.IsZero() {
+			c.Outbox[i].At = now
 		}
 	}
 	// A transition must not be lost because the request that caused it was
@@ -102,7 +116,7 @@ func (e *Engine) advance(runID string) {
 		e.notify.RunChanged(snap)
 
 		x := e.newExec(snap, snap.Step(idx))
-		x.checkpoint = func(key, value string) error { return e.checkpoint(l, idx, seq, key, value) }
+		x.checkpoint = func(data map[string]string, out []OutboxEntry) error { return e.checkpoint(l, idx, seq, data, out) }
 		res := e.safeStart(step, ctx, x)
 		cancel()
 		close(running)
@@ -214,23 +228,18 @@ func (e *Engine) apply(ctx context.Context, l *live, idx int, x *Exec, res Resul
 		}
 		c.Approvals = append(c.Approvals, a)
 	}
+	// The thread reads in order: who clicked, what the step said, its
+	// result.
+	c.Outbox = append(c.Outbox, sayAll(said)...)
+	c.Outbox = append(c.Outbox, x.held...)
+	c.Outbox = append(c.Outbox, sayAll(res.Say)...)
+	if res.Status == StepFailed && res.EndRun == "" {
+		c.Outbox = append(c.Outbox, sayAll(fmt.Sprintf(":x: “%s” failed: %s", st.Title, res.Note))...)
+	}
 	if err := e.save(ctx, l, c); err != nil {
 		return "", err
 	}
-	snap := r.Clone()
-	if said != "" {
-		e.notify.Say(snap, said)
-	}
-	for _, h := range x.held {
-		e.notify.Say(snap, h)
-	}
-	if res.Say != "" {
-		e.notify.Say(snap, res.Say)
-	}
-	if res.Status == StepFailed && res.EndRun == "" {
-		e.notify.Say(snap, fmt.Sprintf(":x: “%s” failed: %s", st.Title, res.Note))
-	}
-	e.notify.RunChanged(snap)
+	e.notify.RunChanged(r.Clone())
 	return res.EndRun, nil
 }
 
@@ -270,7 +279,7 @@ func (e *Engine) end(runID string, final RunState, outcome, said string, events 
 		}
 	}
 	events = append(events, AuditEvent{Actor: BotActor, Action: "run.ending", Detail: string(final) + ": " + outcome})
-	err := e.save(e.ctx, l, Changes{Events: events})
+	err := e.save(e.ctx, l, Changes{Events: events, Outbox: sayAll(said)})
 	if err == nil && l.cancel != nil {
 		l.cancel() // stop the step that is running; its result is discarded
 	}
@@ -279,9 +288,6 @@ func (e *Engine) end(runID string, final RunState, outcome, said string, events 
 	if err != nil {
 		e.log.Error("committing run end failed", zap.String("run", runID), zap.Error(err))
 		return false, err
-	}
-	if said != "" {
-		e.notify.Say(snap, said)
 	}
 	e.notify.RunChanged(snap)
 	e.goEnd(runID)
@@ -319,6 +325,7 @@ func (e *Engine) finish(runID string) {
 		}
 		snap := r.Clone()
 		x := e.newExec(snap, snap.Step(i))
+		x.hold = true
 		err := errors.New("the runbook no longer knows how to undo this step")
 		if comp, ok := l.steps[i].(Compensator); ok {
 			err = e.safeCompensate(comp, ctx, x)
@@ -335,15 +342,16 @@ func (e *Engine) finish(runID string) {
 			}
 			st.Data[k] = v
 		}
-		title := st.Title
-		if err := e.save(ctx, l, Changes{Events: []AuditEvent{ev}}); err != nil {
+		out := x.held
+		if ev.Action == "compensation.failed" {
+			out = append(out, sayAll(fmt.Sprintf(":rotating_light: Undoing “%s” failed: %s. Fix this by hand.", st.Title, Escape(ev.Detail)))...)
+		}
+		if err := e.save(ctx, l, Changes{Events: []AuditEvent{ev}, Outbox: out}); err != nil {
 			e.log.Error("committing compensation failed", zap.String("run", runID), zap.Error(err))
 			return
 		}
 		r = l.run
-		if ev.Action == "compensation.failed" {
-			e.notify.Say(r.Clone(), fmt.Sprintf(":rotating_light: Undoing “%s” failed: %s. Fix this by hand.", title, Escape(ev.Detail)))
-		}
+		e.notify.RunChanged(r.Clone())
 	}
 	final := RunState(r.Data["final_state"])
 	if final == "" {
@@ -393,9 +401,10 @@ func (e *Engine) safeCompensate(c Compensator, ctx context.Context, x *Exec) err
 	return e.safely(func() error { return c.Compensate(ctx, x) })
 }
 
-// checkpoint commits one value of a running step's data at once, so that
-// what the step did so far (issues already posted) survives a crash.
-func (e *Engine) checkpoint(l *live, idx, seq int, key, value string) error {
+// checkpoint commits a running step's data so far, and the messages it
+// says, at once and together: what the step did (an issue posted, a
+// dispatch sent) survives a crash exactly when its message does.
+func (e *Engine) checkpoint(l *live, idx, seq int, data map[string]string, out []OutboxEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.run.Step(idx)
@@ -405,6 +414,25 @@ func (e *Engine) checkpoint(l *live, idx, seq int, key, value string) error {
 	if st.Data == nil {
 		st.Data = map[string]string{}
 	}
-	st.Data[key] = value
-	return e.save(e.ctx, l, Changes{})
+	for k, v := range data {
+		st.Data[k] = v
+	}
+	if err := e.saveQuiet(context.WithoutCancel(e.ctx), l, Changes{Outbox: out}); err != nil {
+		return err
+	}
+	if len(out) > 0 {
+		e.notify.RunChanged(l.run.Clone())
+	}
+	return nil
+}
+
+// sayAll makes thread lines of the non-empty texts.
+func sayAll(texts ...string) []OutboxEntry {
+	var out []OutboxEntry
+	for _, t := range texts {
+		if t != "" {
+			out = append(out, OutboxEntry{Kind: OutboxSay, Text: t})
+		}
+	}
+	return out
 }

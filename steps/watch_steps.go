@@ -197,8 +197,9 @@ func (s *watchStep) Start(ctx context.Context, x *Exec) Result {
 		}
 	}
 	if x.Get("announced") == "" {
+		// Set, then Say: the line and the record commit together.
+		x.Set("announced", "yes")
 		x.Say(":mag: Watching Sentry project `%s` for new and regressed issues until %s UTC.", s.cfg.Project, end.UTC().Format("15:04:05"))
-		_ = x.Save("announced", "yes")
 	}
 	failures := 0
 	for {
@@ -221,13 +222,15 @@ func (s *watchStep) Start(ctx context.Context, x *Exec) Result {
 					continue
 				}
 				posted[is.ID] = true
-				// Record before posting: after a crash an issue may go
-				// unposted, never posted twice.
-				if err := x.Save("posted", strings.Join(keys(posted), " ")); err != nil {
+				// The record and the post are one commit (the post is an
+				// outbox entry): after a crash an issue is either recorded
+				// and owed to Slack, or neither, so it is posted exactly
+				// once.
+				x.Set("posted", strings.Join(keys(posted), " "))
+				x.Set("issues", strings.TrimSpace(x.Get("issues")+"\n"+fmt.Sprintf("%s|%s|%s", is.ShortID, is.Title, is.Permalink)))
+				if err := s.post(x, w, is); err != nil {
 					return Failed(err)
 				}
-				_ = x.Save("issues", strings.TrimSpace(x.Get("issues")+"\n"+fmt.Sprintf("%s|%s|%s", is.ShortID, is.Title, is.Permalink)))
-				s.post(x, w, is)
 			}
 		}
 		if !now.Before(end) {
@@ -259,16 +262,16 @@ func (s *watchStep) Start(ctx context.Context, x *Exec) Result {
 	return r
 }
 
-func (s *watchStep) post(x *Exec, w window, is SentryIssue) {
+func (s *watchStep) post(x *Exec, w window, is SentryIssue) error {
 	kind := "New issue"
 	if is.Regressed {
 		kind = "Regressed issue"
 	}
 	text := fmt.Sprintf(":rotating_light: *%s in %s* (`%s`): <%s|%s>\n%s · level %s · %d events · %d users",
 		kind, w.senv, Escape(is.ShortID), is.Permalink, Escape(oneLine(is.Title, 200)), Escape(oneLine(is.Culprit, 200)), Escape(is.Level), is.Count, is.UserCount)
-	x.Offer(text,
-		Button{Verb: VerbRollback, Label: "Roll back", Style: "danger"},
-		Button{Verb: VerbIncident, Label: "Declare incident", Style: "danger"})
+	return x.emit(OutboxEntry{Kind: OutboxSay, Text: text, Buttons: []Button{
+		{Verb: VerbRollback, Label: "Roll back", Style: "danger"},
+		{Verb: VerbIncident, Label: "Declare incident", Style: "danger"}}})
 }
 
 func keys(m map[string]bool) []string {

@@ -187,6 +187,11 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Engine.SetDirectory(dir)
 	}
 	m.Bot.SetEngine(m.Engine)
+	// What the last process left owed is delivered first (and looked for
+	// in Slack before it is sent), then runs resume.
+	if err := m.Bot.DeliverPending(ctx); err != nil {
+		return err
+	}
 	if err := m.Engine.Resume(ctx); err != nil {
 		return err
 	}

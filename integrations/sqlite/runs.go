@@ -12,7 +12,7 @@ import (
 
 // CreateRun fills in r.ID, and CreatedAt and UpdatedAt when they are zero,
 // once the run is committed; on error r is left as it was.
-func (db *DB) CreateRun(ctx context.Context, r *steps.Run, events ...steps.AuditEvent) error {
+func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) error {
 	if err := checkIndexes(r); err != nil {
 		return fmt.Errorf("sqlite: create run: %w", err)
 	}
@@ -47,13 +47,13 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, events ...steps.Audit
 			return err
 		}
 		runID := formatID(id)
-		for _, e := range events {
+		for _, e := range c.Events {
 			e.RunID = runID
 			if err := db.appendEvent(ctx, tx, e, now); err != nil {
 				return err
 			}
 		}
-		return nil
+		return db.putOutbox(ctx, tx, runID, c.Outbox, formatTime(now))
 	})
 	if err != nil {
 		return wrap("create run", err)
@@ -122,7 +122,10 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 				return err
 			}
 		}
-		return nil
+		if err := db.markDelivered(ctx, tx, c.Delivered, formatTime(now)); err != nil {
+			return err
+		}
+		return db.putOutbox(ctx, tx, r.ID, c.Outbox, formatTime(now))
 	})
 	if err != nil {
 		return wrap("save "+r.ID, err)

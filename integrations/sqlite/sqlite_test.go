@@ -57,7 +57,7 @@ func newRun(service string) *steps.Run {
 
 func mustCreate(t testing.TB, db *DB, r *steps.Run, events ...steps.AuditEvent) {
 	t.Helper()
-	if err := db.CreateRun(ctx, r, events...); err != nil {
+	if err := db.CreateRun(ctx, r, steps.Changes{Events: events}); err != nil {
 		t.Fatalf("CreateRun(%s): %v", r.Service, err)
 	}
 }
@@ -214,7 +214,7 @@ func TestStepIndexMustMatchPosition(t *testing.T) {
 	db, _ := openTest(t)
 	r := newRun("api")
 	r.Steps[2].Index = 5
-	if err := db.CreateRun(ctx, r); err == nil {
+	if err := db.CreateRun(ctx, r, steps.Changes{}); err == nil {
 		t.Fatal("CreateRun accepted a step whose Index is not its position")
 	}
 }
@@ -230,7 +230,7 @@ func TestLock(t *testing.T) {
 			for _, kind := range []steps.RunKind{steps.KindDeploy, steps.KindRollback} {
 				b := newRun("api")
 				b.Kind, b.Requester = kind, "U9"
-				err := db.CreateRun(ctx, b, steps.AuditEvent{Action: "run.started"})
+				err := db.CreateRun(ctx, b, steps.Changes{Events: []steps.AuditEvent{{Action: "run.started"}}})
 				var le *steps.LockedError
 				if !errors.As(err, &le) {
 					t.Fatalf("second %s: err = %v, want *LockedError", kind, err)
@@ -260,7 +260,7 @@ func TestLock(t *testing.T) {
 			if err := db.SaveRun(ctx, a, steps.Changes{}); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.CreateRun(ctx, newRun("api")); !isLocked(err) {
+			if err := db.CreateRun(ctx, newRun("api"), steps.Changes{}); !isLocked(err) {
 				t.Fatalf("while ending: err = %v, want *LockedError", err)
 			}
 
@@ -318,7 +318,7 @@ func TestConcurrentCreateRun(t *testing.T) {
 			}
 			wg.Go(func() {
 				<-start
-				errs[i] = h.CreateRun(ctx, runs[i], steps.AuditEvent{Action: "run.started"})
+				errs[i] = h.CreateRun(ctx, runs[i], steps.Changes{Events: []steps.AuditEvent{{Action: "run.started"}}})
 			})
 		}
 		close(start)
@@ -368,7 +368,7 @@ func TestConcurrentWrites(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			r := newRun(fmt.Sprintf("svc-%d", w))
-			if err := db.CreateRun(ctx, r); err != nil {
+			if err := db.CreateRun(ctx, r, steps.Changes{}); err != nil {
 				errc <- err
 				return
 			}
@@ -474,7 +474,7 @@ func TestSurvivesReopen(t *testing.T) {
 		t.Error("delivery forgotten across restart")
 	}
 	// The lock survives too, and ids keep counting.
-	if err := db.CreateRun(ctx, newRun("api")); !isLocked(err) {
+	if err := db.CreateRun(ctx, newRun("api"), steps.Changes{}); !isLocked(err) {
 		t.Errorf("lock lost across restart: %v", err)
 	}
 	next := newRun("worker")
