@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 func (s *Server) chatPostMessage(w http.ResponseWriter, req *apiRequest) {
@@ -32,6 +33,11 @@ func (s *Server) chatPostMessage(w http.ResponseWriter, req *apiRequest) {
 		s.fail(w, method, code, detail, nil)
 		return
 	}
+	meta, metaCode, metaDetail := checkMetadata(req.get("metadata"))
+	if metaCode == "invalid_metadata_format" {
+		s.fail(w, method, metaCode, metaDetail, nil)
+		return
+	}
 	s.mu.Lock()
 	var parent *storedMsg
 	if ts := req.get("thread_ts"); ts != "" {
@@ -42,7 +48,7 @@ func (s *Server) chatPostMessage(w http.ResponseWriter, req *apiRequest) {
 		}
 	}
 	m := &storedMsg{byBot: true, Message: Message{Channel: ch.id, TS: s.nextTSLocked(), User: s.opts.BotUserID,
-		BotID: s.opts.BotID, Text: c.text, Blocks: c.blocks}}
+		BotID: s.opts.BotID, Text: c.text, Blocks: c.blocks, Metadata: meta}}
 	if parent != nil {
 		s.addReplyLocked(ch, parent, m)
 		if req.get("reply_broadcast") == "true" {
@@ -52,7 +58,13 @@ func (s *Server) chatPostMessage(w http.ResponseWriter, req *apiRequest) {
 		ch.top = append(ch.top, m)
 		ch.byTS[m.TS] = m
 	}
-	resp := map[string]any{"channel": ch.id, "ts": m.TS, "message": s.messageJSONLocked(m)}
+	resp := map[string]any{"channel": ch.id, "ts": m.TS, "message": s.messageJSONWithMetadataLocked(m, true)}
+	if metaCode != "" {
+		// Slack posts the message without its metadata and only warns.
+		s.rejectLocked(method, metaCode, metaDetail)
+		resp["warning"] = metaCode
+		resp["response_metadata"] = map[string]any{"warnings": []string{metaCode}}
+	}
 	var echo *Envelope
 	if s.opts.EchoBotMessages {
 		ev := map[string]any{"type": "message", "channel": ch.id, "user": m.User, "bot_id": m.BotID,
@@ -103,13 +115,31 @@ func (s *Server) chatUpdate(w http.ResponseWriter, req *apiRequest) {
 		s.fail(w, method, code, detail, nil)
 		return
 	}
+	// Without metadata the message keeps its own; an empty object removes it.
+	rawMeta := strings.TrimSpace(req.get("metadata"))
+	meta, metaCode, metaDetail := checkMetadata(rawMeta)
+	if rawMeta == "{}" {
+		metaCode = ""
+	}
+	if metaCode == "invalid_metadata_format" {
+		s.fail(w, method, metaCode, metaDetail, nil)
+		return
+	}
 	s.mu.Lock()
 	if !s.applyEditLocked(m, c) {
 		s.mu.Unlock()
 		s.fail(w, method, "no_text", "the edit would leave the message empty", nil)
 		return
 	}
-	resp := map[string]any{"channel": ch.id, "ts": m.TS, "text": m.Text, "message": s.messageJSONLocked(m)}
+	if rawMeta != "" && metaCode == "" {
+		m.Metadata = meta
+	}
+	resp := map[string]any{"channel": ch.id, "ts": m.TS, "text": m.Text, "message": s.messageJSONWithMetadataLocked(m, true)}
+	if metaCode != "" {
+		s.rejectLocked(method, metaCode, metaDetail)
+		resp["warning"] = metaCode
+		resp["response_metadata"] = map[string]any{"warnings": []string{metaCode}}
+	}
 	s.mu.Unlock()
 	s.ok(w, resp)
 }
@@ -226,6 +256,17 @@ func (s *Server) messageJSONLocked(m *storedMsg) map[string]any {
 			fs = append(fs, map[string]any{"id": f.ID, "name": f.Name, "title": f.Title, "size": len(f.Content)})
 		}
 		o["files"] = fs
+	}
+	return o
+}
+
+// messageJSONWithMetadataLocked is messageJSONLocked plus the message's
+// metadata when asked for: conversations.history and conversations.replies
+// show it only with include_all_metadata.
+func (s *Server) messageJSONWithMetadataLocked(m *storedMsg, withMetadata bool) map[string]any {
+	o := s.messageJSONLocked(m)
+	if withMetadata && len(m.Metadata) > 0 {
+		o["metadata"] = json.RawMessage(m.Metadata)
 	}
 	return o
 }

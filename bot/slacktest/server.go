@@ -65,6 +65,14 @@ type Options struct {
 	// message event, as it does in Slack for apps subscribed to
 	// message.channels; a bot must then ignore its own messages.
 	EchoBotMessages bool
+	// PageLimit is both the default and the largest limit of
+	// conversations.history and conversations.replies: a larger limit gets
+	// fewer messages and a next_cursor, as Slack allows ("fewer than the
+	// requested number of items may be returned"). Default 15, Slack's value
+	// since May 2025 for apps distributed outside the Marketplace (its
+	// nominal defaults are 100 and 1000), so a bot that does not page is
+	// caught here rather than by a long thread in production.
+	PageLimit int
 }
 
 // Server is a running fake Slack. All methods are safe for concurrent use.
@@ -96,6 +104,9 @@ type Server struct {
 	uploadPaths map[string]string
 	files       map[string]*File
 
+	faultQueue map[string][]pendingFault // LoseResponses and FailNext, per method
+	faults     []Fault
+
 	sock socketState
 }
 
@@ -117,6 +128,9 @@ type Message struct {
 	// Files are the files shared with this message; on a thread's parent,
 	// every file shared into its thread.
 	Files []File
+	// Metadata is the message metadata, {"event_type":…,"event_payload":{…}}
+	// in compact JSON; nil when the message has none.
+	Metadata json.RawMessage
 }
 
 // File is an uploaded file after files.completeUploadExternal.
@@ -184,6 +198,9 @@ func NewServer(opts Options) *Server {
 	if opts.DisconnectGrace <= 0 {
 		opts.DisconnectGrace = 2 * time.Second
 	}
+	if opts.PageLimit <= 0 {
+		opts.PageLimit = 15
+	}
 	s := &Server{
 		opts:        opts,
 		changed:     make(chan struct{}),
@@ -199,6 +216,7 @@ func NewServer(opts Options) *Server {
 		uploads:     map[string]*upload{},
 		uploadPaths: map[string]string{},
 		files:       map[string]*File{},
+		faultQueue:  map[string][]pendingFault{},
 		sock:        newSocketState(),
 	}
 	// Slack's edge accepts websocket upgrades from any origin; slack-go sends
@@ -377,7 +395,8 @@ func (s *Server) Files() []File {
 // method), and also posts to a response_url ("response_url"), uploads
 // ("upload"), malformed or unknown acks ("ack"), bad websocket tickets
 // ("websocket") and clicks on buttons that are not there ("click") — all of
-// them bugs a test should see.
+// them bugs a test should see. Metadata that Slack drops with only a warning
+// (invalid_metadata_schema) is listed too, under the method that dropped it.
 func (s *Server) Rejected() []Rejection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -499,6 +518,7 @@ func (s *Server) channelForEventLocked(id string) *channel {
 func (m *storedMsg) copy() Message {
 	out := m.Message
 	out.Blocks = slices.Clone(m.Blocks)
+	out.Metadata = slices.Clone(m.Metadata)
 	out.Files = make([]File, len(m.Files))
 	for i, f := range m.Files {
 		out.Files[i] = f.copy()

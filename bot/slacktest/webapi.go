@@ -41,6 +41,8 @@ func (s *Server) apiHandlers() map[string]apiHandler {
 		"conversations.info":           s.conversationsInfo,
 		"conversations.create":         s.conversationsCreate,
 		"conversations.invite":         s.conversationsInvite,
+		"conversations.history":        s.conversationsHistory,
+		"conversations.replies":        s.conversationsReplies,
 		"files.getUploadURLExternal":   s.filesGetUploadURLExternal,
 		"files.completeUploadExternal": s.filesCompleteUploadExternal,
 	}
@@ -60,7 +62,15 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if f, ok := s.takeFault(method); ok {
+		s.injectFault(w, r, method, f)
+		return
+	}
+	s.serveAPI(w, r, method)
+}
 
+// serveAPI performs one Web API call and answers it.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, method string) {
 	req, err := parseAPIRequest(method, r)
 	if err != nil {
 		s.fail(w, method, "invalid_form_data", err.Error(), nil)
