@@ -42,8 +42,8 @@ type Bot struct {
 	// suspect holds outbox entries that may have reached Slack without
 	// their record: looked for before they are sent (again).
 	suspect map[int64]bool
-	closed bool
-	wg     sync.WaitGroup
+	closed  bool
+	wg      sync.WaitGroup
 	// idle is signalled when a publisher drains, for Flush.
 	idle *sync.Cond
 }
