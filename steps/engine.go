@@ -380,8 +380,9 @@ func authorize(r *Run, spec Spec, approver bool, req ActionRequest) *Refused {
 	switch req.Verb {
 	case VerbRetry, VerbIncident:
 		gate = GateRequesterOrApprover
-	case VerbApprove, VerbPublish, VerbConfirm:
-		// Approvers approve, publish and confirm, whatever the step.
+	case VerbApprove, VerbPublish, VerbConfirm, VerbSkip:
+		// Approvers approve, publish, confirm and skip (accept a risk),
+		// whatever the step.
 		gate = GateApprover
 	}
 	switch gate {

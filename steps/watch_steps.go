@@ -146,6 +146,11 @@ type watchStep struct {
 func (s *watchStep) Spec() Spec { return s.S }
 
 func (s *watchStep) Act(ctx context.Context, x *Exec, a Action) Result {
+	if a.Verb == VerbSkip {
+		r := Skipped(fmt.Sprintf("not checked; <@%s> accepted the risk", a.User))
+		r.Say = fmt.Sprintf(":warning: <@%s> skipped the Sentry check that could not run, accepting the risk.", a.User)
+		return r
+	}
 	return unexpected(s.S, a)
 }
 
@@ -196,26 +201,53 @@ func (s *watchStep) Start(ctx context.Context, x *Exec) Result {
 			end = w.end
 		}
 	}
+	// Retry after a watch that could not check ("watch again"): a
+	// person's retry, not a restart, watches for another full period.
+	if x.Step.Attempt > 1 && x.Get(resumedKey) != fmt.Sprint(x.Step.Attempt) && x.Get("retried_attempt") != fmt.Sprint(x.Step.Attempt) {
+		until := time.Now().Add(s.cfg.Watch).UTC()
+		x.Set("retried_attempt", fmt.Sprint(x.Step.Attempt))
+		x.Set("until", until.Format(time.RFC3339Nano))
+		x.Say(":mag: Watching Sentry project `%s` again, until %s UTC.", s.cfg.Project, until.Format("15:04:05"))
+	}
+	if u, err := time.Parse(time.RFC3339Nano, x.Get("until")); err == nil && u.After(end) {
+		end = u
+		for i := range ws {
+			ws[i].end = u
+		}
+	}
 	if x.Get("announced") == "" {
 		// Set, then Say: the line and the record commit together.
 		x.Set("announced", "yes")
 		x.Say(":mag: Watching Sentry project `%s` for new and regressed issues until %s UTC.", s.cfg.Project, end.UTC().Format("15:04:05"))
 	}
-	failures := 0
+	// A successful poll at time T has checked its window from the window's
+	// start up to T (the query asks for everything since the start), so
+	// what was checked is known from the last poll that answered. It is
+	// not carried across a restart: the next answer covers the gap.
+	checked := make([]time.Time, len(ws))
 	for {
 		now := time.Now()
-		for _, w := range ws {
+		for i, w := range ws {
 			issues, err := s.sn.NewIssues(ctx, w.senv, w.start)
 			if err != nil {
 				if ctx.Err() != nil {
 					return Failed(ctx.Err())
 				}
-				failures++
-				if failures == 3 {
-					x.Say(":warning: Sentry does not answer (%s); the watch keeps trying.", Escape(err.Error()))
+				// Said once when Sentry stops answering, and once when it
+				// answers again; the record commits with each line, so a
+				// restart does not repeat them.
+				if x.Get("down") == "" {
+					x.Set("down", now.UTC().Format(time.RFC3339Nano))
+					x.Say(":warning: Sentry does not answer (%s); the watch keeps trying, and says so when it answers again.", Escape(err.Error()))
 				}
 				continue
 			}
+			if since := x.Get("down"); since != "" {
+				x.Set("down", "")
+				t, _ := time.Parse(time.RFC3339Nano, since)
+				x.Say(":white_check_mark: Sentry answers again (it did not from %s UTC); issues since the apply are checked again, the gap included.", t.UTC().Format("15:04:05"))
+			}
+			checked[i] = now
 			sort.Slice(issues, func(i, j int) bool { return issues[i].FirstSeen.Before(issues[j].FirstSeen) })
 			for _, is := range issues {
 				if posted[is.ID] || is.FirstSeen.After(w.end) && !is.Regressed {
@@ -248,18 +280,66 @@ func (s *watchStep) Start(ctx context.Context, x *Exec) Result {
 		case <-t.C:
 		}
 	}
-	n := len(posted)
-	mins := int(s.cfg.Watch.Round(time.Minute) / time.Minute)
-	summary := fmt.Sprintf("no new issues in %d minutes", mins)
-	if n > 0 {
-		summary = fmt.Sprintf("%d new issues in %d minutes", n, mins)
+	return s.result(ws, checked, len(posted))
+}
+
+// result says what the watch found, and how much of the watch it could
+// check: "no new issues" only for a window checked to its end.
+func (s *watchStep) result(ws []window, checked []time.Time, n int) Result {
+	watch := s.cfg.Watch
+	var partial []string
+	any := false
+	var covered time.Duration
+	for i, w := range ws {
+		if checked[i].IsZero() {
+			partial = append(partial, fmt.Sprintf("%s: nothing checked", w.senv))
+			continue
+		}
+		any = true
+		d := min(checked[i].Sub(w.start), w.end.Sub(w.start))
+		if d < w.end.Sub(w.start) {
+			partial = append(partial, fmt.Sprintf("%s: checked %s of %s", w.senv, minutes(d), minutes(w.end.Sub(w.start))))
+		}
+		covered = max(covered, d)
 	}
-	if mins == 0 {
-		summary = strings.Replace(summary, "0 minutes", s.cfg.Watch.String(), 1)
+	if !any {
+		msg := fmt.Sprintf("Sentry did not answer during the whole watch, so nothing was checked: there may be new issues. Retry watches for another %s; Skip (an approver) accepts the risk.", minutes(watch))
+		r := Wait(msg, Button{Verb: VerbRetry, Label: "Retry", Style: "primary"}, Button{Verb: VerbSkip, Label: "Skip (accept the risk)", Style: "danger"})
+		r.Note = "not checked: Sentry did not answer"
+		r.Say = ":x: The Sentry watch could not check anything: Sentry never answered."
+		r.WaitingOn = GateApprover.String()
+		return r
+	}
+	summary := fmt.Sprintf("no new issues in %s", minutes(watch))
+	if n > 0 {
+		summary = fmt.Sprintf("%d new issues in %s", n, minutes(watch))
+	}
+	if len(partial) > 0 {
+		what := "no new issues"
+		if n > 0 {
+			what = fmt.Sprintf("%d new issues", n)
+		}
+		summary = fmt.Sprintf("%s in the %s checked (%s)", what, minutes(covered), strings.Join(partial, "; "))
 	}
 	r := Done(summary)
 	r.Say = ":checkered_flag: Sentry watch over: " + summary + "."
+	if len(partial) > 0 {
+		r.Say = ":warning: Sentry watch over, but not all of it was checked: " + summary + "."
+	}
 	return r
+}
+
+// minutes says a duration the way people read a watch: "15 minutes",
+// "1 minute", "45s" under a minute.
+func minutes(d time.Duration) string {
+	switch m := int(d.Round(time.Second) / time.Minute); {
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case m == 1:
+		return "1 minute"
+	default:
+		return fmt.Sprintf("%d minutes", m)
+	}
 }
 
 func (s *watchStep) post(x *Exec, w window, is SentryIssue) error {
