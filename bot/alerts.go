@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"go.uber.org/zap"
@@ -14,17 +15,28 @@ import (
 // Message is a channel message event as the adapters hand it over.
 type Message struct {
 	Channel, User, BotID, Username, Text, TS string
+	// SubType is Slack's message subtype ("bot_message" for apps' posts).
+	SubType string
+	// Content holds every text of the message's blocks and legacy
+	// attachments (titles, links, context elements, footers) in order:
+	// where apps such as Sentry put what they say. Text is only the
+	// notification fallback.
+	Content []string
 }
 
 // HandleMessage links Sentry alerts posted in the alerts channel into the
-// thread of every run whose Sentry watch is running, when they name the
-// watched project. Everything else is ignored.
+// thread of every run whose Sentry watch is running, when they are about
+// the watched project. Messages from people (anyone but a bot) and from
+// deploybot itself are never alerts.
 func (b *Bot) HandleMessage(ctx context.Context, m Message) {
-	if b.cfg.Sentry == nil || m.Channel != b.cfg.Slack.AlertsChannel || m.BotID == "" || m.BotID == b.selfBotID {
+	if b.cfg.Sentry == nil || m.Channel != b.cfg.Slack.AlertsChannel {
 		return
 	}
-	text := strings.ToLower(m.Text + " " + m.Username)
-	if !strings.Contains(text, "sentry") || !strings.Contains(text, strings.ToLower(b.cfg.Sentry.Project)) {
+	if (m.BotID == "" && m.SubType != "bot_message") || (b.selfBotID != "" && m.BotID == b.selfBotID) {
+		return
+	}
+	a, ok := parseSentryAlert(m, b.cfg.Sentry.Org, b.cfg.Sentry.Project)
+	if !ok {
 		return
 	}
 	runs := b.eng.Watching()
@@ -36,15 +48,107 @@ func (b *Bot) HandleMessage(ctx context.Context, m Message) {
 		b.log.Warn("no permalink for an alert", zap.Error(err))
 		link = ""
 	}
+	where := fmt.Sprintf("<#%s>", m.Channel)
+	if link != "" {
+		where = fmt.Sprintf("<%s|an alert> in <#%s>", link, m.Channel)
+	}
+	issue := escape(a.ShortID)
+	if issue == "" {
+		issue = "issue " + a.IssueID
+	}
+	line := fmt.Sprintf(":link: Sentry raised %s during the watch: <%s|%s>", where, a.Link, issue)
+	if a.Title != "" {
+		line += " " + escape(oneLine(a.Title, 200))
+	}
 	for _, r := range runs {
-		line := fmt.Sprintf(":link: Sentry alert in <#%s> during the watch: %s", m.Channel, link)
-		if link == "" {
-			line = fmt.Sprintf(":link: Sentry alert in <#%s> during the watch: %s", m.Channel, escape(oneLine(m.Text, 300)))
-		}
-		if err := b.eng.Note(ctx, r.ID, line); err != nil {
+		if _, err := b.eng.LinkAlert(ctx, r.ID, a.IssueID, line,
+			steps.Button{Verb: steps.VerbRollback, Label: "Roll back", Style: "danger"},
+			steps.Button{Verb: steps.VerbIncident, Label: "Declare incident", Style: "danger"}); err != nil {
 			b.log.Warn("linking an alert failed", zap.String("run_id", r.ID), zap.Error(err))
 		}
 	}
+}
+
+// sentryAlert is what an alert message says about its issue.
+type sentryAlert struct{ IssueID, Org, ShortID, Title, Link string }
+
+var (
+	// https://<org>.sentry.io/issues/<id>/?referrer=… (current installs)
+	subdomainIssue = regexp.MustCompile(`https://([a-z0-9][a-z0-9-]*)\.sentry\.io/issues/(\d+)/?(?:\?[^\s|>"]*)?`)
+	// https://sentry.io/organizations/<org>/issues/<id>/ (older installs,
+	// self-hosted Sentry)
+	pathIssue = regexp.MustCompile(`https?://[^\s/|>"]+/organizations/([\w.-]+)/issues/(\d+)/?(?:\?[^\s|>"]*)?`)
+	shortID   = regexp.MustCompile(`\b[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+\b`)
+)
+
+// parseSentryAlert reads a Sentry issue alert in either shape Sentry posts
+// (blocks, or legacy attachments with title, title_link and footer). It is
+// an alert about project when its issue link is of the configured org and
+// the project's slug, or its short id, appears in the message's context or
+// footer.
+func parseSentryAlert(m Message, org, project string) (sentryAlert, bool) {
+	var a sentryAlert
+	texts := append(append([]string(nil), m.Content...), m.Text)
+	for _, t := range texts {
+		if sm := subdomainIssue.FindStringSubmatch(t); sm != nil {
+			a.Org, a.IssueID, a.Link = sm[1], sm[2], sm[0]
+			break
+		}
+		if sm := pathIssue.FindStringSubmatch(t); sm != nil {
+			a.Org, a.IssueID, a.Link = sm[1], sm[2], sm[0]
+			break
+		}
+	}
+	if a.IssueID == "" || (org != "" && !strings.EqualFold(a.Org, org)) {
+		return a, false
+	}
+	slug := strings.ToLower(project)
+	prefix := strings.ToUpper(project) + "-"
+	about := false
+	for _, t := range m.Content {
+		for _, id := range shortID.FindAllString(t, -1) {
+			if strings.HasPrefix(id, prefix) && a.ShortID == "" {
+				a.ShortID, about = id, true
+			}
+		}
+		if hasWord(strings.ToLower(t), slug) {
+			about = true
+		}
+	}
+	if !about {
+		return a, false
+	}
+	for _, t := range m.Content {
+		// The title is the first text that is neither a link nor the
+		// context: the section or attachment title.
+		if t != "" && !strings.Contains(t, "://") && !shortID.MatchString(t) && !hasWord(strings.ToLower(t), slug) {
+			a.Title = t
+			break
+		}
+	}
+	return a, true
+}
+
+// hasWord reports whether w occurs in s between characters that cannot be
+// part of a project slug.
+func hasWord(s, w string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		j += i
+		before := j == 0 || !slugChar(s[j-1])
+		after := j+len(w) == len(s) || !slugChar(s[j+len(w)])
+		if before && after {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func slugChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // SetSelf tells the bot its own bot id, so it never reacts to itself.

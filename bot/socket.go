@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -175,7 +176,15 @@ func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 		}
 	case slackevents.EventsAPIEvent:
 		if m, ok := data.InnerEvent.Data.(*slackevents.MessageEvent); ok {
-			s.bot.HandleMessage(ctx, Message{Channel: m.Channel, User: m.User, BotID: m.BotID, Username: m.Username, Text: m.Text, TS: m.TimeStamp})
+			msg := Message{Channel: m.Channel, User: m.User, BotID: m.BotID, Username: m.Username, Text: m.Text, TS: m.TimeStamp, SubType: m.SubType}
+			msg.Content = contentOf(m.Blocks)
+			if m.Message != nil {
+				if len(m.Blocks.BlockSet) == 0 {
+					msg.Content = contentOf(m.Message.Blocks)
+				}
+				msg.Content = append(msg.Content, contentOf(m.Message.Attachments)...)
+			}
+			s.bot.HandleMessage(ctx, msg)
 		}
 	}
 }
@@ -209,4 +218,62 @@ func (s *Socket) badMessage(ctx context.Context, evt socketmode.Event) {
 			s.bot.reply(ctx, Respond(env.Payload.ResponseURL), ":warning: deploybot could not read that request, so it did nothing. Try the command again; `/deploy help` shows the forms.")
 		}()
 	}
+}
+
+// contentOf lists every string inside a message's blocks or attachments,
+// in document order: texts, titles, links, footers. Reading them generically
+// keeps alert parsing independent of which block types an app uses.
+func contentOf(v any) []string {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var tree any
+	if json.Unmarshal(raw, &tree) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(any)
+	walk = func(n any) {
+		switch n := n.(type) {
+		case string:
+			if n != "" {
+				out = append(out, n)
+			}
+		case []any:
+			for _, c := range n {
+				walk(c)
+			}
+		case map[string]any:
+			keys := make([]string, 0, len(n))
+			for k := range n {
+				keys = append(keys, k)
+			}
+			// Titles before their links, then the rest in a stable order.
+			sort.Slice(keys, func(i, j int) bool {
+				return rank(keys[i]) < rank(keys[j]) || rank(keys[i]) == rank(keys[j]) && keys[i] < keys[j]
+			})
+			for _, k := range keys {
+				switch k {
+				case "type", "block_id", "action_id", "style", "color", "image_url", "thumb_url", "author_icon", "footer_icon", "id", "callback_id", "value", "fallback":
+					continue
+				}
+				walk(n[k])
+			}
+		}
+	}
+	walk(tree)
+	return out
+}
+
+func rank(key string) int {
+	switch key {
+	case "title":
+		return 0
+	case "text":
+		return 1
+	case "title_link", "url":
+		return 2
+	}
+	return 3
 }

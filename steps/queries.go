@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"sort"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -111,3 +112,39 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 // Audit records an event from outside the engine (the bot's refusals of
 // malformed commands, for one).
 func (e *Engine) Audit(ctx context.Context, ev AuditEvent) { e.audit(ctx, ev) }
+
+// LinkAlert posts a Sentry alert about an issue in a watching run's thread,
+// once per issue: not when the watch has already posted the issue, nor a
+// second time for a second alert. The record and the post commit together.
+func (e *Engine) LinkAlert(ctx context.Context, runID, issueID, text string, buttons ...Button) (bool, error) {
+	l := e.liveRun(runID)
+	if l == nil {
+		return false, ErrNotFound
+	}
+	l.mu.Lock()
+	st := l.run.StepByID(watchStepID)
+	if st == nil {
+		l.mu.Unlock()
+		return false, nil
+	}
+	for _, id := range strings.Fields(st.Data["posted"] + " " + st.Data["alerted"]) {
+		if id == issueID {
+			l.mu.Unlock()
+			return false, nil
+		}
+	}
+	if st.Data == nil {
+		st.Data = map[string]string{}
+	}
+	st.Data["alerted"] = strings.TrimSpace(st.Data["alerted"] + " " + issueID)
+	err := e.saveQuiet(ctx, l, Changes{
+		Events: []AuditEvent{{Actor: BotActor, Action: "alert.linked", StepID: st.ID, Detail: "sentry issue " + issueID}},
+		Outbox: []OutboxEntry{{Kind: OutboxSay, Text: text, Buttons: buttons}}})
+	snap := l.run.Clone()
+	l.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	e.notify.RunChanged(snap)
+	return true, nil
+}

@@ -221,3 +221,29 @@ func pickButton(bs []button, actionID, value string) (*button, []string) {
 	}
 	return nil, seen
 }
+
+// PostBotMessage stores a message from another app's bot (a Sentry alert,
+// for one) and sends its events_api message event: subtype bot_message,
+// the bot's username, and its content in blocks and/or legacy attachments,
+// with text only as the short fallback, as such apps post.
+func (s *Server) PostBotMessage(channelID, botID, username, text string, blocks, attachments json.RawMessage) *Envelope {
+	s.mu.Lock()
+	ch := s.channelForEventLocked(channelID)
+	m := &storedMsg{Message: Message{Channel: ch.id, TS: s.nextTSLocked(), Text: text, BotID: botID, Blocks: blocks}}
+	ev := map[string]any{
+		"type": "message", "subtype": "bot_message", "bot_id": botID, "username": username,
+		"channel": ch.id, "text": text, "ts": m.TS, "event_ts": m.TS, "channel_type": "channel", "team": s.opts.TeamID,
+	}
+	if len(blocks) > 0 {
+		ev["blocks"] = blocks
+	}
+	if len(attachments) > 0 {
+		ev["attachments"] = attachments
+	}
+	ch.top = append(ch.top, m)
+	ch.byTS[m.TS] = m
+	e := s.eventEnvelopeLocked(ev)
+	s.mu.Unlock()
+	s.deliver(e)
+	return e
+}

@@ -96,8 +96,8 @@ func TestSentryWatchPostsIssuesOnceAcrossARestart(t *testing.T) {
 		t.Error("the issue message is unescaped or incomplete")
 	}
 	// The alert the Sentry app posts in #openverse-alerts is linked.
-	w.srv.PostUserMessage(sentryUserID, alerts, "Sentry: KeyError in refresh, project ingestion-server, https://sentry.example.com/issues/9001/", sentryBotID)
-	w.waitThread("Sentry alert in <#C0ALERTS> during the watch")
+	w.srv.PostBotMessage(alerts, sentryBotID, "Sentry", "IndexError in reindex", sentryBlocksAlert(w.sn.Org(), "9002", "INGESTION-SERVER-4G", "IndexError in reindex"), nil)
+	w.waitThread("Sentry raised")
 
 	// Restart in the middle of the watch.
 	if w.thread("Sentry watch over") {
