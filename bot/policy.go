@@ -21,6 +21,7 @@ type Roles struct {
 	deployers, approvers []string
 	groups               Groups
 	ttl                  time.Duration
+	maxStale             time.Duration
 	now                  func() time.Time
 
 	mu    sync.Mutex
@@ -33,8 +34,14 @@ type cached struct {
 }
 
 // NewRoles makes the policy. groups may be nil when no entry is a group.
-func NewRoles(deployers, approvers []string, groups Groups) *Roles {
-	return &Roles{deployers: deployers, approvers: approvers, groups: groups, ttl: time.Minute, now: time.Now, cache: map[string]cached{}}
+// maxStale bounds how old a group's membership may be when Slack cannot be
+// asked (slack.group_cache_max_stale); 0 means the default, 10 minutes.
+func NewRoles(deployers, approvers []string, groups Groups, maxStale time.Duration) *Roles {
+	if maxStale <= 0 {
+		maxStale = 10 * time.Minute
+	}
+	// A membership is never fresher than it may be stale.
+	return &Roles{deployers: deployers, approvers: approvers, groups: groups, ttl: min(time.Minute, maxStale), maxStale: maxStale, now: time.Now, cache: map[string]cached{}}
 }
 
 func (r *Roles) IsDeployer(ctx context.Context, user string) (bool, error) {
@@ -51,19 +58,23 @@ func (r *Roles) member(ctx context.Context, entries []string, user string) (bool
 			return true, nil
 		}
 	}
+	var failed error
 	for _, e := range entries {
 		if !strings.HasPrefix(e, "S") {
 			continue
 		}
 		m, err := r.groupMembers(ctx, e)
 		if err != nil {
-			return false, err
+			failed = err
+			continue
 		}
 		if m[user] {
 			return true, nil
 		}
 	}
-	return false, nil
+	// Not found, and a group could not be read: the answer is unknown,
+	// which is not "no" to say but is never "yes".
+	return false, failed
 }
 
 func (r *Roles) groupMembers(ctx context.Context, group string) (map[string]bool, error) {
@@ -78,11 +89,18 @@ func (r *Roles) groupMembers(ctx context.Context, group string) (map[string]bool
 	}
 	ids, err := r.groups.GroupMembers(ctx, group)
 	if err != nil {
-		if ok {
-			// Slack hiccup: a slightly stale answer beats refusing everyone.
+		age := r.now().Sub(c.at)
+		if ok && age < r.maxStale {
+			// Slack hiccup: a slightly stale answer beats refusing
+			// everyone, for a bounded time.
 			return c.members, nil
 		}
-		return nil, fmt.Errorf("resolving user group %s: %w", group, err)
+		// Fail closed: a membership deploybot cannot confirm grants
+		// nothing.
+		if ok {
+			return nil, fmt.Errorf("Slack cannot tell who is in user group %s now (%v), and what deploybot last saw is %s old, more than slack.group_cache_max_stale (%s) allows. Try again once Slack answers, or ask someone listed by user id", group, err, age.Round(time.Second), r.maxStale)
+		}
+		return nil, fmt.Errorf("Slack cannot tell who is in user group %s (%v). Try again once Slack answers, or ask someone listed by user id", group, err)
 	}
 	m := make(map[string]bool, len(ids))
 	for _, id := range ids {

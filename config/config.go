@@ -103,6 +103,11 @@ type Slack struct {
 	TeamGroup      string   // optional user group id ^S[A-Z0-9]{2,}$
 	Deployers      []string // required, non-empty; user ids ^[UW][A-Z0-9]{2,}$ or user group ids ^S[A-Z0-9]{2,}$
 	Approvers      []string // same rules as Deployers
+	// GroupCacheMaxStale (added key group_cache_max_stale, default 10m):
+	// while usergroups.users.list fails, the last membership seen is used
+	// for at most this long; after that, clicks that depend on the group
+	// are refused. Roles fail closed.
+	GroupCacheMaxStale time.Duration
 }
 
 // GitHub names the repositories the runbook works on.

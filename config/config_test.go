@@ -89,6 +89,8 @@ func TestExampleParsesWithoutProblems(t *testing.T) {
 		TeamGroup:      "S0MAINTAINERS",
 		Deployers:      []string{"S0MAINTAINERS"},
 		Approvers:      []string{"S0MAINTAINERS"},
+		// Added key, default 10m.
+		GroupCacheMaxStale: 10 * time.Minute,
 	}
 	if !reflect.DeepEqual(c.Slack, wantSlack) {
 		t.Errorf("Slack = %+v", c.Slack)

@@ -176,12 +176,12 @@ func (w *walker) log(f fieldSet) Log {
 }
 
 func (w *walker) slack(f fieldSet) Slack {
-	s := Slack{APIURL: "https://slack.com/api/"}
+	s := Slack{APIURL: "https://slack.com/api/", GroupCacheMaxStale: 10 * time.Minute}
 	if f.vals["slack"] == nil {
 		w.add(nil, "slack", "required (deploy_channels, deployers and approvers)")
 		return s
 	}
-	sf, ok := w.section(f, "slack", "api_url", "deploy_channels", "alerts_channel", "team_group", "deployers", "approvers")
+	sf, ok := w.section(f, "slack", "api_url", "deploy_channels", "alerts_channel", "team_group", "deployers", "approvers", "group_cache_max_stale")
 	if !ok {
 		return s
 	}
@@ -191,6 +191,11 @@ func (w *walker) slack(f fieldSet) Slack {
 	s.TeamGroup = w.str(sf, "team_group", false, "", groupID)
 	s.Deployers, _ = w.strList(sf, "deployers", true, principal)
 	s.Approvers, _ = w.strList(sf, "approvers", true, principal)
+	if n := sf.vals["group_cache_max_stale"]; n != nil {
+		if d, ok := w.duration(n, sf.at("group_cache_max_stale")); ok {
+			s.GroupCacheMaxStale = d
+		}
+	}
 	return s
 }
 

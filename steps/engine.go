@@ -124,12 +124,14 @@ type StartRequest struct {
 func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	ok, err := e.policy.IsDeployer(ctx, req.Requester)
 	if err != nil {
-		return nil, err
+		e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s: role unknown: %v", req.Kind, req.Service, err)})
+		return nil, roleUnknown(err)
 	}
 	if !ok {
 		approver, err := e.policy.IsApprover(ctx, req.Requester)
 		if err != nil {
-			return nil, err
+			e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s: role unknown: %v", req.Kind, req.Service, err)})
+			return nil, roleUnknown(err)
 		}
 		// Anyone with a role may declare an incident; deploys and
 		// rollbacks need the deployer role.
@@ -299,8 +301,8 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 	// Roles are looked up before the run's lock is taken: group membership
 	// may need Slack.
 	approver, err := e.policy.IsApprover(ctx, req.User)
-	if err != nil {
-		return err
+	if err != nil && !authorizedWithoutRole(l.snap.Load(), req) {
+		return e.refused(ctx, req, "%s", roleUnknown(err).Msg)
 	}
 	l.mu.Lock()
 	r := l.run
@@ -401,6 +403,26 @@ func authorize(r *Run, spec Spec, approver bool, req ActionRequest) *Refused {
 	return nil
 }
 
+// roleUnknown refuses what depends on a role deploybot cannot check now
+// (Slack's user groups do not answer): roles fail closed.
+func roleUnknown(err error) *Refused {
+	return refuse("deploybot cannot check your role right now, so nothing was done: %v.", err)
+}
+
+// authorizedWithoutRole reports whether the requester may click without
+// any role: a step gated on "the requester or an approver" and not an
+// approver-only verb. Such a click does not need the group lookup.
+func authorizedWithoutRole(r *Run, req ActionRequest) bool {
+	if r == nil || req.User != r.Requester {
+		return false
+	}
+	switch req.Verb {
+	case VerbApprove, VerbPublish, VerbConfirm, VerbSkip:
+		return false
+	}
+	return true
+}
+
 // affirmative verbs move a gated change forward; four-eyes applies to them.
 func affirmative(verb string) bool {
 	switch verb {
@@ -429,7 +451,7 @@ func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 	if user != r.Requester {
 		ok, err := e.policy.IsApprover(ctx, user)
 		if err != nil {
-			return err
+			return e.refused(ctx, req, "%s", roleUnknown(err).Msg)
 		}
 		if !ok {
 			return e.refused(ctx, req, "only <@%s>, who started %s, or an approver may cancel it.", r.Requester, runID)

@@ -33,7 +33,7 @@ func (e *Engine) runAction(ctx context.Context, req ActionRequest) error {
 		}
 		ok, err := e.policy.IsDeployer(ctx, req.User)
 		if err != nil {
-			return err
+			return e.refused(ctx, req, "%s", roleUnknown(err).Msg)
 		}
 		if !ok {
 			return e.refused(ctx, req, "only deployers may start a rollback. Ask one of them.")
@@ -42,7 +42,7 @@ func (e *Engine) runAction(ctx context.Context, req ActionRequest) error {
 			// Superseding ends the deploy: the same people who may cancel it.
 			approver, err := e.policy.IsApprover(ctx, req.User)
 			if err != nil {
-				return err
+				return e.refused(ctx, req, "%s", roleUnknown(err).Msg)
 			}
 			if !approver {
 				return e.refused(ctx, req, "%s is still open: only <@%s>, who started it, or an approver may replace it with a rollback.", r.ID, r.Requester)
