@@ -825,3 +825,24 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Errorf("slog: %s", buf.String())
 	}
 }
+
+// github.changelog_author names who may open the changelog PR deploybot
+// approves; it defaults to Openverse's bot and must be a GitHub login.
+func TestChangelogAuthor(t *testing.T) {
+	c := mustParse(t, minimal+"github: { monorepo: a/b, infra_repo: a/c }\n", noEnv)
+	if c.GitHub.ChangelogAuthor != "openverse-bot" {
+		t.Errorf("default changelog_author = %q, want openverse-bot", c.GitHub.ChangelogAuthor)
+	}
+	for _, ok := range []string{"release-bot", "my-app[bot]", "A1"} {
+		c := mustParse(t, minimal+"github: { monorepo: a/b, infra_repo: a/c, changelog_author: \""+ok+"\" }\n", noEnv)
+		if c.GitHub.ChangelogAuthor != ok {
+			t.Errorf("changelog_author %q read as %q", ok, c.GitHub.ChangelogAuthor)
+		}
+	}
+	for _, bad := range []string{"-bot", "two words", "bot--x", "a/b", strings.Repeat("x", 40)} {
+		p := problems(t, minimal+"github: { monorepo: a/b, infra_repo: a/c, changelog_author: \""+bad+"\" }\n", noEnv)
+		if len(p) != 1 || p[0].Path != "github.changelog_author" || !strings.Contains(p[0].Message, "is not a GitHub login") {
+			t.Errorf("changelog_author %q: problems %v", bad, p)
+		}
+	}
+}
