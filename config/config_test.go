@@ -93,7 +93,7 @@ func TestExampleParsesWithoutProblems(t *testing.T) {
 	if !reflect.DeepEqual(c.Slack, wantSlack) {
 		t.Errorf("Slack = %+v", c.Slack)
 	}
-	if c.GitHub == nil || *c.GitHub != (GitHub{APIURL: "https://api.github.com/", Monorepo: "WordPress/openverse", InfraRepo: "WordPress/openverse-infrastructure", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute}) {
+	if c.GitHub == nil || *c.GitHub != (GitHub{APIURL: "https://api.github.com/", Monorepo: "WordPress/openverse", InfraRepo: "WordPress/openverse-infrastructure", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute, ChangelogAuthor: "openverse-bot"}) {
 		t.Errorf("GitHub = %+v", c.GitHub)
 	}
 	if c.Infra == nil || *c.Infra != (Infra{"https://github.com/WordPress/openverse-infrastructure.git", "main", filepath.Join(dir, "work"), "terraform"}) {
