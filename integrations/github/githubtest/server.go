@@ -160,6 +160,19 @@ func (s *Server) DropAfterApply(method, pathPrefix string, n int) {
 	s.failures = append(s.failures, &failure{method: method, prefix: pathPrefix, n: n, afterApply: true, drop: true})
 }
 
+// FailuresLeft counts the configured failures (FailNext, FailRequests,
+// FailAfterApply, DropAfterApply) that no request has met yet, so a test
+// can check that the failure it set up really happened.
+func (s *Server) FailuresLeft() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, f := range s.failures {
+		n += f.n
+	}
+	return n
+}
+
 // failure returns the first configured failure of that kind matching r,
 // counting it.
 func (s *Server) failure(r *http.Request, afterApply bool) *failure {
