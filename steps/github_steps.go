@@ -28,7 +28,6 @@ type GitHub interface {
 	// since may have started (event workflow_dispatch, our actor), keeping
 	// those whose display title contains title when any does.
 	DispatchedRuns(ctx context.Context, repo, file string, since time.Time, title string) ([]WorkflowRun, error)
-	OpenPRByHead(ctx context.Context, repo, head string) (*PR, error)
 	// PRFrom is the open PR from repo's own branch head opened by author;
 	// the open PRs from a branch of that name that are not (a fork's,
 	// another author's) come back as ignored, with why.
@@ -517,6 +516,9 @@ const clockSkew = 5 * time.Second
 // before the step stops looking and asks a person.
 const runAppearWait = 2 * time.Minute
 
+// maxListedRuns bounds the candidate runs listed in a prompt.
+const maxListedRuns = 10
+
 func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	repo, wf, ref := s.g.cfg.InfraRepo, s.svc.Rollback.Workflow, s.svc.Rollback.Ref
 	attempt := fmt.Sprint(x.Step.Attempt)
@@ -638,7 +640,12 @@ func (s *rollbackStep) none(since time.Time) Result {
 func (s *rollbackStep) ask(x *Exec, since time.Time, cands []WorkflowRun) Result {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d runs of %s may be the one dispatched at %s UTC:", len(cands), s.svc.Rollback.Workflow, since.UTC().Format("15:04:05"))
-	for _, c := range cands {
+	for i, c := range cands {
+		if i == maxListedRuns {
+			// A section holds 3000 characters; the rest are on GitHub.
+			fmt.Fprintf(&b, "\n• … and %d more", len(cands)-i)
+			break
+		}
 		fmt.Fprintf(&b, "\n• <%s|run %d> “%s”, created %s UTC by %s, %s", c.HTMLURL, c.ID, Escape(c.DisplayTitle), c.CreatedAt.UTC().Format("15:04:05"), Escape(c.Actor), strings.ReplaceAll(c.Status, "_", " "))
 	}
 	b.WriteString("\nCancel the extra runs on GitHub and Re-check, Dispatch again, or Cancel.")

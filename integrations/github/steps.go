@@ -100,11 +100,6 @@ func (s Steps) DispatchedRuns(ctx context.Context, repo, file string, since time
 	return out, err
 }
 
-func (s Steps) OpenPRByHead(ctx context.Context, repo, head string) (*steps.PR, error) {
-	p, err := s.Client.OpenPRByHead(ctx, repo, head)
-	return pr(p), err
-}
-
 func (s Steps) CreatePR(ctx context.Context, repo, head, base, title, body string) (*steps.PR, error) {
 	p, err := s.Client.CreatePR(ctx, repo, head, base, title, body)
 	return pr(p), err
