@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,3 +160,40 @@ func TestLostDispatchWithTwoCandidatesAsks(t *testing.T) {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A dispatch that got no answer and started nothing: after the time a run
+// takes to appear (github.rollback_timeout here, shorter than the default
+// two minutes), the bot says no run can be found and waits for a person;
+// only an approver's Dispatch again dispatches.
+func TestLostDispatchWithNoRunAsks(t *testing.T) {
+	w := newWorld(t, all)
+	w.setConfig("  poll_interval: 50ms\n", "  poll_interval: 50ms\n  rollback_timeout: 1s\n")
+	// 504 before GitHub did anything: from outside, the same as after.
+	w.gh.FailRequests("POST", dispatchPath, 1, 504)
+	w.start()
+	w.reply(w.command(alice, deploys, "/rollback", "rel-2023.07.03.17.52.00"))
+	w.msgTS = w.runMessage(0).TS
+	ts := w.msgTS
+	w.step(ts, "Confirm the rollback", "approve", bob)
+	w.waitText(ts, "but no run of it can be found")
+	if n := w.gh.Requests("POST", dispatchPath); n != 1 {
+		t.Fatalf("%d dispatch POSTs, want 1: nothing may be resent by itself", n)
+	}
+	w.step(ts, "Run the rollback workflow", "confirm", bob)
+	w.waitThread("Rollback to `rel-2023.07.03.17.52.00` succeeded")
+	if n := len(w.gh.Dispatches(infraRepo, rollbackWF)); n != 1 {
+		t.Errorf("%d dispatches, want 1", n)
+	}
+}
+
+// setConfig replaces the first old in the written config file with new.
+func (w *world) setConfig(old, new string) {
+	w.t.Helper()
+	b, err := readFile(w.cfgPath)
+	if err != nil || !strings.Contains(b, old) {
+		w.t.Fatalf("config lacks %q: %v", old, err)
+	}
+	if err := os.WriteFile(w.cfgPath, []byte(strings.Replace(b, old, new, 1)), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+}
