@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,18 @@ func repo(v string) string {
 	}
 	if name := v[strings.IndexByte(v, '/')+1:]; name == "." || name == ".." || strings.HasSuffix(name, ".git") {
 		return fmt.Sprintf("%s is not owner/name (like WordPress/openverse, without .git)", quote(v))
+	}
+	return ""
+}
+
+// githubLoginRe is a GitHub login: a user or organisation name (letters,
+// digits, single hyphens, at most 39 characters), or an App's bot account
+// "<slug>[bot]".
+var githubLoginRe = regexp.MustCompile(`^[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}(\[bot\])?$`)
+
+func githubLogin(v string) string {
+	if !githubLoginRe.MatchString(v) {
+		return fmt.Sprintf("%s is not a GitHub login (like openverse-bot, or my-app[bot] for a GitHub App)", quote(v))
 	}
 	return ""
 }

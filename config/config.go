@@ -122,6 +122,10 @@ type GitHub struct {
 	BuildTimeout     time.Duration // build_timeout, default 45m
 	ChangelogTimeout time.Duration // changelog_timeout, default 30m
 	RollbackTimeout  time.Duration // rollback_timeout, default 30m
+	// ChangelogAuthor (changelog_author, default "openverse-bot") is the
+	// GitHub login that opens the changelog PRs: a PR from anyone else, or
+	// from a fork, is never approved even if its branch name matches.
+	ChangelogAuthor string
 }
 
 // Infra says where the Terraform code is and how to run Terraform.

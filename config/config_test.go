@@ -95,7 +95,7 @@ func TestExampleParsesWithoutProblems(t *testing.T) {
 	if !reflect.DeepEqual(c.Slack, wantSlack) {
 		t.Errorf("Slack = %+v", c.Slack)
 	}
-	if c.GitHub == nil || *c.GitHub != (GitHub{APIURL: "https://api.github.com/", Monorepo: "WordPress/openverse", InfraRepo: "WordPress/openverse-infrastructure", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute}) {
+	if c.GitHub == nil || *c.GitHub != (GitHub{APIURL: "https://api.github.com/", Monorepo: "WordPress/openverse", InfraRepo: "WordPress/openverse-infrastructure", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute, ChangelogAuthor: "openverse-bot"}) {
 		t.Errorf("GitHub = %+v", c.GitHub)
 	}
 	if c.Infra == nil || *c.Infra != (Infra{"https://github.com/WordPress/openverse-infrastructure.git", "main", filepath.Join(dir, "work"), "terraform"}) {
@@ -825,5 +825,26 @@ func TestSecretNeverPrints(t *testing.T) {
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "token", s, "secrets", secrets)
 	if strings.Contains(buf.String(), "very-secret") {
 		t.Errorf("slog: %s", buf.String())
+	}
+}
+
+// github.changelog_author names who may open the changelog PR deploybot
+// approves; it defaults to Openverse's bot and must be a GitHub login.
+func TestChangelogAuthor(t *testing.T) {
+	c := mustParse(t, minimal+"github: { monorepo: a/b, infra_repo: a/c }\n", noEnv)
+	if c.GitHub.ChangelogAuthor != "openverse-bot" {
+		t.Errorf("default changelog_author = %q, want openverse-bot", c.GitHub.ChangelogAuthor)
+	}
+	for _, ok := range []string{"release-bot", "my-app[bot]", "A1"} {
+		c := mustParse(t, minimal+"github: { monorepo: a/b, infra_repo: a/c, changelog_author: \""+ok+"\" }\n", noEnv)
+		if c.GitHub.ChangelogAuthor != ok {
+			t.Errorf("changelog_author %q read as %q", ok, c.GitHub.ChangelogAuthor)
+		}
+	}
+	for _, bad := range []string{"-bot", "two words", "bot--x", "a/b", strings.Repeat("x", 40)} {
+		p := problems(t, minimal+"github: { monorepo: a/b, infra_repo: a/c, changelog_author: \""+bad+"\" }\n", noEnv)
+		if len(p) != 1 || p[0].Path != "github.changelog_author" || !strings.Contains(p[0].Message, "is not a GitHub login") {
+			t.Errorf("changelog_author %q: problems %v", bad, p)
+		}
 	}
 }

@@ -203,14 +203,15 @@ func (w *walker) github(f fieldSet) *GitHub {
 	if f.vals["github"] == nil {
 		return nil
 	}
-	g := &GitHub{APIURL: "https://api.github.com/", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute}
-	gf, ok := w.section(f, "github", "api_url", "monorepo", "infra_repo", "poll_interval", "build_timeout", "changelog_timeout", "rollback_timeout")
+	g := &GitHub{APIURL: "https://api.github.com/", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute, ChangelogAuthor: "openverse-bot"}
+	gf, ok := w.section(f, "github", "api_url", "monorepo", "infra_repo", "poll_interval", "build_timeout", "changelog_timeout", "rollback_timeout", "changelog_author")
 	if !ok {
 		return g
 	}
 	g.APIURL = w.str(gf, "api_url", false, g.APIURL, httpURL(true))
 	g.Monorepo = w.str(gf, "monorepo", true, "", repo)
 	g.InfraRepo = w.str(gf, "infra_repo", true, "", repo)
+	g.ChangelogAuthor = w.str(gf, "changelog_author", false, g.ChangelogAuthor, githubLogin)
 	for key, dst := range map[string]*time.Duration{"poll_interval": &g.PollInterval, "build_timeout": &g.BuildTimeout, "changelog_timeout": &g.ChangelogTimeout, "rollback_timeout": &g.RollbackTimeout} {
 		if n := gf.vals[key]; n != nil {
 			if d, ok := w.duration(n, gf.at(key)); ok {

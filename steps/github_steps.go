@@ -20,9 +20,21 @@ type GitHub interface {
 	CompareURL(repo, from, to string) string
 	WorkflowRuns(ctx context.Context, repo, file string, f RunFilter) ([]WorkflowRun, error)
 	WorkflowRun(ctx context.Context, repo string, id int64) (*WorkflowRun, error)
-	Dispatch(ctx context.Context, repo, file, ref string, inputs map[string]any) error
-	OpenPRByHead(ctx context.Context, repo, head string) (*PR, error)
-	Approve(ctx context.Context, repo string, number int, body string) error
+	// Dispatch starts a workflow and returns the run it started, or 0 when
+	// GitHub does not say. An error for which MaybeApplied is true may
+	// still have started it: look with DispatchedRuns, never resend.
+	Dispatch(ctx context.Context, repo, file, ref string, inputs map[string]any) (runID int64, err error)
+	// DispatchedRuns lists the runs a dispatch of ours made at or after
+	// since may have started (event workflow_dispatch, our actor), keeping
+	// those whose display title contains title when any does.
+	DispatchedRuns(ctx context.Context, repo, file string, since time.Time, title string) ([]WorkflowRun, error)
+	// PRFrom is the open PR from repo's own branch head opened by author;
+	// the open PRs from a branch of that name that are not (a fork's,
+	// another author's) come back as ignored, with why.
+	PRFrom(ctx context.Context, repo, head, author string) (*PR, []IgnoredPR, error)
+	// Approve approves PR number at commit headSHA, unless its head moved
+	// or our approval of headSHA is already there.
+	Approve(ctx context.Context, repo string, number int, headSHA, body string) (ReviewResult, error)
 	CreatePR(ctx context.Context, repo, head, base, title, body string) (*PR, error)
 	ImageTag(releaseTag, releasePrefix, imagePrefix string) (string, error)
 }
@@ -43,6 +55,23 @@ type WorkflowRun struct {
 	Event, Status, Conclusion, HTMLURL string
 	HeadBranch                         string
 	CreatedAt                          time.Time
+	Actor, DisplayTitle                string
+}
+
+// ReviewResult is what GitHub.Approve did: Already when our approval of
+// that commit was there before (a retry), MovedTo (the new head) when the
+// PR no longer is at the commit shown, and nothing was approved.
+type ReviewResult struct {
+	Already bool
+	MovedTo string
+}
+
+// MaybeApplied reports whether err leaves open whether the outside effect
+// happened (a timeout, a lost connection, a 5xx after the request was
+// sent). Integrations mark such errors with an Ambiguous method.
+func MaybeApplied(err error) bool {
+	var a interface{ Ambiguous() bool }
+	return errors.As(err, &a) && a.Ambiguous()
 }
 
 // RunFilter narrows a workflow's runs.
@@ -51,11 +80,19 @@ type RunFilter struct {
 	CreatedAfter  time.Time
 }
 
-// PR is a pull request.
+// IgnoredPR is a PR from the expected branch that is not trusted, and why.
+type IgnoredPR struct {
+	PR  PR
+	Why string
+}
+
+// PR is a pull request. HeadRepo is the "owner/name" its head branch is
+// in (a fork's, for a fork's PR); HeadSHA is the head commit.
 type PR struct {
-	Number         int
-	Title, HTMLURL string
-	User           string
+	Number            int
+	Title, HTMLURL    string
+	User              string
+	HeadRepo, HeadSHA string
 }
 
 // AutomateGitHub automates the release, build, changelog, infrastructure PR
@@ -239,9 +276,24 @@ func (s *releaseStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	case VerbPublish:
 		var id int64
 		fmt.Sscan(x.Get("draft_id"), &id)
+		tag := x.Get("draft_tag")
+		// Look first: a retry, a restart or a second click after a lost
+		// answer finds the release published and says so. If the look
+		// fails, publishing is still safe: it only sets draft=false.
+		if rel, err := s.g.gh.ReleaseByTag(ctx, repo, tag); err == nil && rel != nil && !rel.Draft {
+			s.remember(x, rel)
+			return Done(fmt.Sprintf("<%s|%s> is already published on GitHub; nothing was sent again (<@%s>)", rel.HTMLURL, Escape(rel.Tag), a.User))
+		}
 		rel, err := s.g.gh.Publish(ctx, repo, id)
+		if err != nil && MaybeApplied(err) {
+			// GitHub may have published it before its answer was lost.
+			if again, cerr := s.g.gh.ReleaseByTag(ctx, repo, tag); cerr == nil && again != nil && !again.Draft {
+				rel, err = again, nil
+				x.Say(":information_source: GitHub's answer to publishing `%s` was lost, but the release is published.", Escape(tag))
+			}
+		}
 		if err != nil {
-			return Failed(fmt.Errorf("publishing %s: %w", x.Get("draft_tag"), err))
+			return Failed(fmt.Errorf("publishing %s: %w", tag, err))
 		}
 		if rel.PublishedAt.IsZero() {
 			rel.PublishedAt = time.Now()
@@ -335,25 +387,49 @@ func (s *changelogStep) head(x *Exec) string {
 	return s.svc.ChangelogBranchPrefix + tag
 }
 
+// author is the login whose changelog PR is trusted.
+func (s *changelogStep) author() string {
+	if s.g.cfg.ChangelogAuthor != "" {
+		return s.g.cfg.ChangelogAuthor
+	}
+	return "openverse-bot"
+}
+
+// mention says once in the thread why a PR from the changelog branch is
+// not the one approved, so people know why it is not picked.
+func (s *changelogStep) mention(x *Exec, ignored []IgnoredPR) {
+	for _, ig := range ignored {
+		key := fmt.Sprintf("ignored_pr_%d", ig.PR.Number)
+		if x.Get(key) != "" {
+			continue
+		}
+		_ = x.Save(key, "true")
+		x.Say(":no_entry_sign: Not approving <%s|#%d %s>: %s (`github.changelog_author` is %s).", ig.PR.HTMLURL, ig.PR.Number, Escape(ig.PR.Title), Escape(ig.Why), Escape(s.author()))
+	}
+}
+
 func (s *changelogStep) Start(ctx context.Context, x *Exec) Result {
 	repo, head := s.g.cfg.Monorepo, s.head(x)
 	end := deadline(x, s.g.cfg.ChangelogTimeout)
 	wait := s.g.cfg.PollInterval
 	for checks := 1; ; checks++ {
-		pr, err := s.g.gh.OpenPRByHead(ctx, repo, head)
+		pr, ignored, err := s.g.gh.PRFrom(ctx, repo, head, s.author())
 		if err != nil {
 			return Failed(fmt.Errorf("looking for the changelog PR %s: %w", head, err))
 		}
+		s.mention(x, ignored)
 		if pr != nil {
 			x.Set("pr", fmt.Sprint(pr.Number))
 			x.Set("pr_url", pr.HTMLURL)
-			x.Say(":memo: Changelog PR: <%s|#%d %s>", pr.HTMLURL, pr.Number, Escape(pr.Title))
-			return Wait(fmt.Sprintf("Review <%s|#%d %s>, then Approve (an approver) to approve it on GitHub in your name.", pr.HTMLURL, pr.Number, Escape(pr.Title)),
+			// The approval is pinned to the commit people see here.
+			x.Set("head_sha", pr.HeadSHA)
+			x.Say(":memo: Changelog PR: <%s|#%d %s> at `%s`", pr.HTMLURL, pr.Number, Escape(pr.Title), short(pr.HeadSHA))
+			return Wait(fmt.Sprintf("Review <%s|#%d %s> at commit `%s`, then Approve (an approver) to approve that commit on GitHub in your name.", pr.HTMLURL, pr.Number, Escape(pr.Title), short(pr.HeadSHA)),
 				Button{Verb: VerbApprove, Label: "Approve", Style: "primary"})
 		}
-		x.Live("changelog", fmt.Sprintf(":hourglass_flowing_sand: Waiting for the changelog PR from `%s` (checked %d times).", head, checks))
+		x.Live("changelog", fmt.Sprintf(":hourglass_flowing_sand: Waiting for the changelog PR from `%s` by %s (checked %d times).", head, Escape(s.author()), checks))
 		if time.Now().After(end) {
-			return Wait(fmt.Sprintf("No changelog PR from `%s` after %s. Re-check later, or Cancel.", head, s.g.cfg.ChangelogTimeout),
+			return Wait(fmt.Sprintf("No changelog PR from `%s` by %s after %s. Re-check later, or Cancel.", head, Escape(s.author()), s.g.cfg.ChangelogTimeout),
 				Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"})
 		}
 		if err := sleep(ctx, wait); err != nil {
@@ -371,12 +447,26 @@ func (s *changelogStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	case VerbApprove:
 		var n int
 		fmt.Sscan(x.Get("pr"), &n)
+		sha, url := x.Get("head_sha"), x.Get("pr_url")
 		name := x.UserName(ctx, a.User)
 		body := fmt.Sprintf("Approved by %s in Slack, through deploybot (%s).", name, x.Run.ID)
-		if err := s.g.gh.Approve(ctx, s.g.cfg.Monorepo, n, body); err != nil {
-			return Failed(fmt.Errorf("approving changelog PR #%d: %w", n, err))
+		res, err := s.g.gh.Approve(ctx, s.g.cfg.Monorepo, n, sha, body)
+		if err != nil {
+			return Failed(fmt.Errorf("approving changelog PR #%d at %s: %w", n, short(sha), err))
 		}
-		return Done(fmt.Sprintf("<%s|#%d> approved by <@%s>", x.Get("pr_url"), n, a.User))
+		switch {
+		case res.MovedTo != "":
+			// New commits arrived after people looked: approving now
+			// would approve what nobody reviewed.
+			x.Set("head_sha", res.MovedTo)
+			r := Wait(fmt.Sprintf("<%s|#%d> now ends at commit `%s`, not `%s` shown before: nothing was approved. Review the new commits, then Approve again.", url, n, short(res.MovedTo), short(sha)),
+				Button{Verb: VerbApprove, Label: "Approve again", Style: "primary"})
+			r.Say = fmt.Sprintf(":warning: <@%s>: the changelog PR <%s|#%d> changed since it was shown (head `%s` → `%s`); not approved.", a.User, url, n, short(sha), short(res.MovedTo))
+			return r
+		case res.Already:
+			return Done(fmt.Sprintf("<%s|#%d> at `%s` was already approved by deploybot; nothing was sent again (<@%s>)", url, n, short(sha), a.User))
+		}
+		return Done(fmt.Sprintf("<%s|#%d> approved at `%s` by <@%s>", url, n, short(sha), a.User))
 	}
 	return unexpected(s.S, a)
 }
@@ -418,10 +508,20 @@ func (g *ghSteps) OpenInfraPR(ctx context.Context, r *Run, branch string, svc *c
 // and follows the run it started.
 type rollbackStep struct{ ghStep }
 
+// clockSkew widens the search for a dispatched run backwards: GitHub
+// stamps the run with its own clock, which may be behind ours.
+const clockSkew = 5 * time.Second
+
+// runAppearWait is how long after a dispatch a run may take to be listed
+// before the step stops looking and asks a person.
+const runAppearWait = 2 * time.Minute
+
+// maxListedRuns bounds the candidate runs listed in a prompt.
+const maxListedRuns = 10
+
 func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	repo, wf, ref := s.g.cfg.InfraRepo, s.svc.Rollback.Workflow, s.svc.Rollback.Ref
 	attempt := fmt.Sprint(x.Step.Attempt)
-	again := Button{Verb: VerbConfirm, Label: "Dispatch again", Style: "danger"}
 	at := x.Get("dispatched_at")
 	var id int64
 	fmt.Sscan(x.Get("run_id"), &id)
@@ -429,14 +529,17 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 		// A retry, after a crash or an error: the earlier dispatch may
 		// have started a run. Never dispatch again without a person
 		// saying so.
+		since, _ := time.Parse(time.RFC3339Nano, at)
 		if id == 0 {
-			since, _ := time.Parse(time.RFC3339Nano, at)
-			run, err := s.findRun(ctx, x, since)
+			run, cands, err := s.lookup(ctx, x, since)
 			if err != nil {
 				return Failed(fmt.Errorf("looking for the run of the earlier dispatch: %w", err))
 			}
+			if len(cands) > 1 {
+				return s.ask(x, since, cands)
+			}
 			if run == nil {
-				return Wait(fmt.Sprintf("%s was dispatched at %s UTC, but no run of it can be found. Check GitHub Actions, then Dispatch again or Cancel.", wf, since.UTC().Format("15:04:05")), again)
+				return s.none(since)
 			}
 			id = run.ID
 		}
@@ -445,7 +548,7 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 			return Failed(fmt.Errorf("reading the %s run: %w", wf, err))
 		}
 		if r.Status == "completed" && r.Conclusion != "success" {
-			return Wait(fmt.Sprintf("The last <%s|rollback run> concluded %s. Dispatch %s again, or Cancel.", r.HTMLURL, Escape(r.Conclusion), wf), again)
+			return Wait(fmt.Sprintf("The last <%s|rollback run> concluded %s. Dispatch %s again, or Cancel.", r.HTMLURL, Escape(r.Conclusion), wf), s.again())
 		}
 		_ = x.Save("dispatch_attempt", attempt)
 	}
@@ -458,28 +561,50 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 		}
 		_ = x.Save("dispatch_attempt", attempt)
 		actor := x.UserName(ctx, x.Run.Requester)
-		if err := s.g.gh.Dispatch(ctx, repo, wf, ref, map[string]any{"tag": x.Run.Version, "actor": actor}); err != nil {
-			return Failed(fmt.Errorf("dispatching %s on %s (it may still have started; Retry looks for its run first): %w", wf, repo, err))
+		runID, err := s.g.gh.Dispatch(ctx, repo, wf, ref, map[string]any{"tag": x.Run.Version, "actor": actor})
+		switch {
+		case err == nil && runID != 0:
+			id = runID
+			_ = x.Save("run_id", fmt.Sprint(id))
+			x.Say(":rewind: Dispatched %s on `%s` of %s with tag `%s`.", wf, ref, repo, Escape(x.Run.Version))
+		case err == nil:
+			x.Say(":rewind: Dispatched %s on `%s` of %s with tag `%s`; looking for its run.", wf, ref, repo, Escape(x.Run.Version))
+		case MaybeApplied(err):
+			// It may have reached GitHub: look for its run rather than
+			// send it again.
+			x.Say(":warning: No clear answer to the dispatch of %s (%s). It may have started: looking for its run instead of dispatching again.", wf, Escape(err.Error()))
+		default:
+			// GitHub refused it: nothing started, so a Retry may dispatch.
+			_ = x.Save("dispatched_at", "")
+			return Failed(fmt.Errorf("dispatching %s on %s: %w", wf, repo, err))
 		}
-		x.Say(":rewind: Dispatched %s on `%s` of %s with tag `%s`.", wf, ref, repo, Escape(x.Run.Version))
 	}
 	dispatched, _ := time.Parse(time.RFC3339Nano, at)
 	end := deadline(x, s.g.cfg.RollbackTimeout)
+	announced := false
 	for {
 		if id == 0 {
-			run, err := s.findRun(ctx, x, dispatched)
+			run, cands, err := s.lookup(ctx, x, dispatched)
 			if err != nil {
 				return Failed(fmt.Errorf("finding the %s run: %w", wf, err))
 			}
+			if len(cands) > 1 {
+				return s.ask(x, dispatched, cands)
+			}
 			if run != nil {
 				id = run.ID
-				x.Say(":eyes: Following <%s|the rollback run>.", run.HTMLURL)
+			} else if time.Since(dispatched) > min(runAppearWait, s.g.cfg.RollbackTimeout) {
+				return s.none(dispatched)
 			}
 		}
 		if id != 0 {
 			r, err := s.g.gh.WorkflowRun(ctx, repo, id)
 			if err != nil {
 				return Failed(fmt.Errorf("reading the %s run: %w", wf, err))
+			}
+			if !announced {
+				announced = true
+				x.Say(":eyes: Following <%s|the rollback run>.", r.HTMLURL)
 			}
 			if r.Status == "completed" {
 				if r.Conclusion == "success" {
@@ -489,12 +614,9 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 				}
 				return FailedText("the rollback <%s|run> concluded %s. Declare an incident if the service is still down", r.HTMLURL, Escape(r.Conclusion))
 			}
-		}
-		if time.Now().After(end) {
-			if id == 0 {
-				return Failed(errors.New("no run of the rollback workflow appeared after the dispatch; check GitHub Actions before retrying"))
+			if time.Now().After(end) {
+				return Failed(fmt.Errorf("the rollback run has not finished after %s", s.g.cfg.RollbackTimeout))
 			}
-			return Failed(fmt.Errorf("the rollback run has not finished after %s", s.g.cfg.RollbackTimeout))
 		}
 		if err := sleep(ctx, s.g.cfg.PollInterval); err != nil {
 			return Failed(err)
@@ -502,33 +624,79 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 	}
 }
 
-// findRun finds the run a dispatch started: the oldest workflow_dispatch
-// run since then that is not an earlier attempt's (clocks differ, so the
-// window reaches back a little). It records it with the step.
-func (s *rollbackStep) findRun(ctx context.Context, x *Exec, since time.Time) (*WorkflowRun, error) {
-	runs, err := s.g.gh.WorkflowRuns(ctx, s.g.cfg.InfraRepo, s.svc.Rollback.Workflow, RunFilter{Event: "workflow_dispatch", CreatedAfter: since.Add(-5 * time.Second)})
-	if err != nil {
-		return nil, err
-	}
-	earlier := strings.Fields(x.Get("earlier_runs"))
-	for i := len(runs) - 1; i >= 0; i-- {
-		if slices.Contains(earlier, fmt.Sprint(runs[i].ID)) {
-			continue
-		}
-		_ = x.Save("run_id", fmt.Sprint(runs[i].ID))
-		return &runs[i], nil
-	}
-	return nil, nil
+func (s *rollbackStep) again() Button {
+	return Button{Verb: VerbConfirm, Label: "Dispatch again", Style: "danger"}
 }
 
-// Act: "Dispatch again" (an approver) after a failed or lost run.
+// none asks a person when no run of the dispatch can be found.
+func (s *rollbackStep) none(since time.Time) Result {
+	return Wait(fmt.Sprintf("%s was dispatched at %s UTC, but no run of it can be found. Check GitHub Actions, then Re-check, Dispatch again or Cancel.", s.svc.Rollback.Workflow, since.UTC().Format("15:04:05")),
+		Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"}, s.again())
+}
+
+// ask lists the runs that may be the dispatch's and lets a person decide:
+// guessing could follow someone else's rollback and report its result as
+// ours.
+func (s *rollbackStep) ask(x *Exec, since time.Time, cands []WorkflowRun) Result {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d runs of %s may be the one dispatched at %s UTC:", len(cands), s.svc.Rollback.Workflow, since.UTC().Format("15:04:05"))
+	for i, c := range cands {
+		if i == maxListedRuns {
+			// A section holds 3000 characters; the rest are on GitHub.
+			fmt.Fprintf(&b, "\n• … and %d more", len(cands)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n• <%s|run %d> “%s”, created %s UTC by %s, %s", c.HTMLURL, c.ID, Escape(c.DisplayTitle), c.CreatedAt.UTC().Format("15:04:05"), Escape(c.Actor), strings.ReplaceAll(c.Status, "_", " "))
+	}
+	b.WriteString("\nCancel the extra runs on GitHub and Re-check, Dispatch again, or Cancel.")
+	return Wait(b.String(), Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"}, s.again())
+}
+
+// lookup finds the run a dispatch made at since started: among our
+// workflow_dispatch runs created since then (less clockSkew), not an
+// earlier attempt's, and carrying the tag in their title when the
+// workflow's run-name shows it. Runs cancelled on GitHub are left out when
+// others remain, so that cancelling a duplicate settles the question. With
+// one candidate it is recorded and returned; with several they are all
+// returned and none is chosen.
+func (s *rollbackStep) lookup(ctx context.Context, x *Exec, since time.Time) (*WorkflowRun, []WorkflowRun, error) {
+	runs, err := s.g.gh.DispatchedRuns(ctx, s.g.cfg.InfraRepo, s.svc.Rollback.Workflow, since.Add(-clockSkew), x.Run.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	earlier := strings.Fields(x.Get("earlier_runs"))
+	var cands, live []WorkflowRun
+	for _, r := range runs {
+		if slices.Contains(earlier, fmt.Sprint(r.ID)) {
+			continue
+		}
+		cands = append(cands, r)
+		if r.Conclusion != "cancelled" {
+			live = append(live, r)
+		}
+	}
+	if len(live) > 0 {
+		cands = live
+	}
+	if len(cands) != 1 {
+		return nil, cands, nil
+	}
+	_ = x.Save("run_id", fmt.Sprint(cands[0].ID))
+	return &cands[0], cands, nil
+}
+
+// Act: "Dispatch again" (an approver) after a failed or lost run, or
+// Re-check to look for the run again.
 func (s *rollbackStep) Act(ctx context.Context, x *Exec, a Action) Result {
-	if a.Verb == VerbConfirm {
+	switch a.Verb {
+	case VerbConfirm:
 		x.Set("earlier_runs", strings.TrimSpace(x.Get("earlier_runs")+" "+x.Get("run_id")))
 		x.Set("dispatched_at", "")
 		x.Set("run_id", "")
 		x.Set("dispatch_attempt", "")
 		return RewindTo(s.S.ID, fmt.Sprintf("<@%s> asked to dispatch the rollback again.", a.User))
+	case VerbRecheck:
+		return RewindTo(s.S.ID, fmt.Sprintf("<@%s> asked to look for the rollback run again.", a.User))
 	}
 	return unexpected(s.S, a)
 }

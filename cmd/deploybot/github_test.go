@@ -237,3 +237,86 @@ func TestRollbackRetryNeverDispatchesTwice(t *testing.T) {
 		t.Errorf("%d dispatches after Dispatch again, want 2", n)
 	}
 }
+
+// Only the monorepo's own changelog branch, opened by
+// github.changelog_author, is approved: a fork's PR with the same branch
+// name and another author's PR are ignored and mentioned once. The
+// approval is pinned to the commit shown; when the PR moves after that,
+// nothing is approved until someone approves the new head.
+func TestChangelogPRTrustAndPinnedApproval(t *testing.T) {
+	w := newWorld(t, all)
+	fork := w.gh.AddPR(monorepo, githubtest.PR{Title: "Publish changelog <!channel>", Head: changelogPR, HeadRepo: "mallory/openverse", User: githubtest.DefaultPRUser})
+	stranger := w.gh.AddPR(monorepo, githubtest.PR{Title: "Publish changelog too", Head: changelogPR, Base: "develop", User: "mallory"})
+	w.start()
+	ts := w.deployToWatch()
+	w.waitButton(ts, "Approve the changelog PR", "approve")
+
+	var real githubtest.PR
+	for _, p := range w.gh.PRs(monorepo) {
+		if p.Head == changelogPR && p.Number != fork && p.Number != stranger {
+			real = p
+		}
+	}
+	if !w.thread("Changelog PR: <") || !w.thread("#"+itoa64(int64(real.Number))) || !w.thread("`"+real.HeadSHA[:7]) {
+		t.Errorf("the thread does not show changelog PR #%d at %s", real.Number, real.HeadSHA[:7])
+	}
+	for _, n := range []int{fork, stranger} {
+		if c := w.countThread("Not approving <" + w.gh.WebURL() + "/" + monorepo + "/pull/" + itoa64(int64(n))); c != 1 {
+			t.Errorf("PR #%d mentioned %d times, want once", n, c)
+		}
+	}
+	if !w.thread("its branch is in mallory/openverse") || !w.thread("opened by mallory, not by openverse-bot") || w.thread("<!channel>") {
+		t.Error("the reasons are missing, or a PR title can ping the channel")
+	}
+
+	// The author pushes after the preview: Approve approves nothing.
+	moved := w.gh.PushPR(monorepo, real.Number)
+	w.step(ts, "Approve the changelog PR", "approve", bob)
+	w.waitText(ts, "now ends at commit `"+moved[:7])
+	if rv := w.gh.Reviews(monorepo, real.Number); len(rv) != 0 {
+		t.Fatalf("approved a commit nobody saw: %+v", rv)
+	}
+	w.step(ts, "Approve the changelog PR", "approve", bob)
+	w.waitText(ts, "*State* :tada: succeeded")
+	rv := w.gh.Reviews(monorepo, real.Number)
+	if len(rv) != 1 || rv[0].CommitID != moved {
+		t.Errorf("reviews = %+v, want one approval of %s", rv, moved)
+	}
+	for _, n := range []int{fork, stranger} {
+		if len(w.gh.Reviews(monorepo, n)) != 0 {
+			t.Errorf("PR #%d was reviewed", n)
+		}
+	}
+}
+
+// Published behind deploybot's back after the preview: Publish finds it
+// published, says so, and sends nothing.
+func TestPublishFindsTheReleaseAlreadyPublished(t *testing.T) {
+	w := newWorld(t, all)
+	w.start()
+	ts := w.deploy()
+	w.waitButton(ts, "Publish the release", "publish")
+	w.noDraft()
+	patches := w.gh.Requests("PATCH", "/repos/"+monorepo+"/releases/")
+	w.step(ts, "Publish the release", "publish", alice)
+	w.waitText(ts, "is already published on GitHub; nothing was sent again")
+	if n := w.gh.Requests("PATCH", "/repos/"+monorepo+"/releases/"); n != patches {
+		t.Errorf("%d more PATCHes, want none", n-patches)
+	}
+	w.waitText(ts, "image `"+tag+"` built and tagged")
+}
+
+// An older GitHub Enterprise Server refuses return_run_details: the
+// rollback dispatches once without it and finds its run by lookup.
+func TestRollbackOnOlderGHES(t *testing.T) {
+	w := newWorld(t, all)
+	w.gh.RejectRunDetails()
+	w.start()
+	w.reply(w.command(alice, deploys, "/rollback", "rel-2023.07.03.17.52.00"))
+	w.msgTS = w.runMessage(0).TS
+	w.step(w.msgTS, "Confirm the rollback", "approve", bob)
+	w.waitThread("Rollback to `rel-2023.07.03.17.52.00` succeeded")
+	if n := len(w.gh.Dispatches(infraRepo, rollbackWF)); n != 1 {
+		t.Errorf("%d dispatches, want 1", n)
+	}
+}

@@ -20,7 +20,8 @@ func TestDispatchAndFindRun(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	before := f.clock.Now()
 	inputs := map[string]any{"tag": "rel-2023.07.03.17.52.00", "actor": "U0ALICE"}
-	if err := f.c.Dispatch(ctx, infraRepo, deployWF, "main", inputs); err != nil {
+	d, err := f.c.Dispatch(ctx, infraRepo, deployWF, "main", inputs)
+	if err != nil {
 		t.Fatal(err)
 	}
 	ds := f.srv.Dispatches(infraRepo, deployWF)
@@ -37,6 +38,9 @@ func TestDispatchAndFindRun(t *testing.T) {
 	}
 	if len(runs) != 1 || runs[0].Event != "workflow_dispatch" || runs[0].HeadBranch != "main" || runs[0].CreatedAt.Before(before) {
 		t.Fatalf("runs = %+v, want only the new dispatch run", runs)
+	}
+	if d.RunID != runs[0].ID || d.HTMLURL != runs[0].HTMLURL {
+		t.Errorf("Dispatch named run %+v, the new run is %d %s", d, runs[0].ID, runs[0].HTMLURL)
 	}
 	f.clock.Advance(5 * time.Minute)
 	run, err := f.c.WorkflowRun(ctx, infraRepo, runs[0].ID)
@@ -77,7 +81,7 @@ func TestDispatchRejected(t *testing.T) {
 		{"unknown repo", "WordPress/nope", deployWF, "main", nil, "GitHub answered 404"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := f.c.Dispatch(ctx, tc.repo, tc.file, tc.ref, tc.inputs)
+			_, err := f.c.Dispatch(ctx, tc.repo, tc.file, tc.ref, tc.inputs)
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -47,8 +47,16 @@ func TestAppAuthEndToEnd(t *testing.T) {
 	if rel == nil || rel.ID != id {
 		t.Fatalf("NewestDraft = %+v", rel)
 	}
-	if err := c.Approve(ctx, monorepo, n, "lgtm"); err != nil {
+	p, err := c.PR(ctx, monorepo, n)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.Approve(ctx, monorepo, n, p.HeadSHA, "lgtm"); err != nil {
+		t.Fatal(err)
+	}
+	// The App acts as "<slug>[bot]", read with its JWT.
+	if actor, err := c.Actor(ctx); err != nil || actor != githubtest.DefaultUser {
+		t.Errorf("Actor = %q, %v; want %q", actor, err, githubtest.DefaultUser)
 	}
 	if got := srv.InstallationTokens(); got != 1 {
 		t.Errorf("%d installation tokens issued, want 1 reused", got)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
@@ -62,6 +64,7 @@ type options struct {
 	backoffMax  time.Duration
 	attempts    int
 	clock       Clock
+	actor       string
 }
 
 // WithHTTPClient sets the client whose Transport, Timeout and redirect policy
@@ -97,6 +100,14 @@ func WithClock(c Clock) Option {
 	return func(o *options) { o.clock = c }
 }
 
+// WithActor sets the login deploybot acts as on GitHub (the author of its
+// reviews, the actor of the workflow runs it dispatches), instead of asking
+// GitHub for it (see Client.Actor). Useful when the credentials cannot read
+// it, such as a token without the read:user scope.
+func WithActor(login string) Option {
+	return func(o *options) { o.actor = login }
+}
+
 // Client talks to one GitHub (github.com or an Enterprise server). It is safe
 // for concurrent use.
 type Client struct {
@@ -106,6 +117,15 @@ type Client struct {
 	clock   Clock
 	maxWait time.Duration
 	app     *ghinstallation.Transport
+	backoff time.Duration // the wait before re-checking after an ambiguous answer
+
+	// appJWT reads the App itself (GET /app), which only a JWT may.
+	appJWT *gh.Client
+
+	noRunDetails atomic.Bool // GitHub refused return_run_details once
+
+	actorMu sync.Mutex
+	actor   string // cached once known
 }
 
 // GitToken is a token for git over https (pushing the run branch): the
@@ -165,7 +185,7 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 		maxWait:  o.maxWait,
 	}
 
-	c := &Client{webURL: WebURL(apiURL), clock: o.clock, maxWait: o.maxWait}
+	c := &Client{webURL: WebURL(apiURL), clock: o.clock, maxWait: o.maxWait, backoff: o.backoffBase, actor: o.actor}
 	useApp := auth.AppID != 0 || auth.InstallationID != 0 || len(auth.PrivateKey) > 0
 	switch {
 	case auth.Token != "" && !useApp:
@@ -185,6 +205,14 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 		}
 		itr.BaseURL = strings.TrimSuffix(apiURL, "/")
 		c.app = itr
+		atr, err := ghinstallation.NewAppsTransport(rt, auth.AppID, auth.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("github: reading the GitHub App private key: %w", err)
+		}
+		atr.BaseURL = itr.BaseURL
+		c.appJWT = gh.NewClient(&http.Client{Transport: atr, Timeout: hc.Timeout})
+		c.appJWT.BaseURL = base
+		c.appJWT.UserAgent = "deploybot"
 		rt = itr
 	default:
 		return nil, errors.New("github: no credentials: set a token or GitHub App credentials")
@@ -196,6 +224,47 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 	c.gh.UploadURL = base
 	c.gh.UserAgent = "deploybot"
 	return c, nil
+}
+
+// Actor is the login deploybot acts as on GitHub: the author of its reviews
+// and pull requests and the actor of the workflow runs it dispatches. It is
+// what WithActor set, or else asked once and remembered: for a token, the
+// token's user (GET /user); for a GitHub App, "<slug>[bot]" (GET /app with
+// the App's JWT), the login GitHub gives everything an installation does.
+func (c *Client) Actor(ctx context.Context) (string, error) {
+	c.actorMu.Lock()
+	defer c.actorMu.Unlock()
+	if c.actor != "" {
+		return c.actor, nil
+	}
+	if c.appJWT != nil {
+		var a *gh.App
+		err := c.call(ctx, "reading the GitHub App's name (to know its bot login)", func() (err error) {
+			a, _, err = c.appJWT.Apps.Get(ctx, "")
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if a.GetSlug() == "" {
+			return "", errors.New("github: GitHub did not name the App's slug; set the actor explicitly")
+		}
+		c.actor = a.GetSlug() + "[bot]"
+		return c.actor, nil
+	}
+	var u *gh.User
+	err := c.call(ctx, "reading the login of the GitHub token's user", func() (err error) {
+		u, _, err = c.gh.Users.Get(ctx, "")
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if u.GetLogin() == "" {
+		return "", errors.New("github: GitHub did not name the token's user; set the actor explicitly")
+	}
+	c.actor = u.GetLogin()
+	return c.actor, nil
 }
 
 // WebURL is the web address of the GitHub behind the API at apiURL, for links

@@ -15,6 +15,13 @@
 // near (WithMaxWait) and otherwise reported as a *RateLimitError naming the
 // reset time, so the person in the channel knows when to press retry.
 //
+// Effects are checked before they are repeated. A POST (a review, a pull
+// request, a workflow dispatch) is never resent by the transport after a
+// 5xx, a timeout or a dropped connection, because GitHub may have applied
+// it: Approve and CreatePR look for their effect and try again only if it
+// is missing; Dispatch returns the error as Ambiguous and its caller looks
+// for the run (DispatchedRuns) instead of dispatching again.
+//
 // Errors name the operation and the repository and never carry a credential.
 // Text that comes back (release bodies, pull request titles) is returned
 // verbatim: escaping it for chat is the chat layer's job.

@@ -27,6 +27,38 @@ func (e *opError) Error() string {
 
 func (e *opError) Unwrap() error { return e.err }
 
+// Ambiguous reports whether the request may have taken effect although no
+// success was seen (see Ambiguous).
+func (e *opError) Ambiguous() bool { return Ambiguous(e.err) }
+
+// Ambiguous reports whether err leaves open whether GitHub applied the
+// request: a 5xx (GitHub may have acted before failing to answer), a
+// connection lost or a timeout after the request was sent. A 4xx is a
+// refusal and a connection never made sent nothing: neither is ambiguous.
+// Before repeating an effect after an ambiguous error, look for it.
+func Ambiguous(err error) bool {
+	if err == nil {
+		return false
+	}
+	if code := StatusCode(err); code != 0 {
+		return code >= 500
+	}
+	var own *RateLimitError
+	if errors.As(err, &own) || neverSent(err) {
+		return false
+	}
+	var rl *gh.RateLimitError
+	var ab *gh.AbuseRateLimitError
+	if errors.As(err, &rl) || errors.As(err, &ab) {
+		return false
+	}
+	var ie *ghinstallation.HTTPError
+	if errors.As(err, &ie) {
+		return false // no installation token: the request itself never left
+	}
+	return true
+}
+
 func (c *Client) wrap(op string, err error) error {
 	if err == nil {
 		return nil

@@ -31,12 +31,14 @@ func (e *RateLimitError) Error() string {
 // Which requests are resent: GET, HEAD, PUT, PATCH, DELETE and OPTIONS on any
 // 5xx, because they are idempotent (the PATCHes this package sends set
 // absolute values). A POST (workflow dispatch, review, pull request) is
-// resent only on 502, 503 and 504, which GitHub's front end answers when the
-// request did not reach (or was shed before) the application, and on
-// secondary rate limits, which are refusals. A 500 on a POST may follow an
-// effect that was applied, so it is returned rather than risk a second
-// deployment dispatch or a second review. Network errors are retried for
-// idempotent methods, and for any method when no connection was made.
+// never resent after any 5xx, a timeout or a lost connection: even a 502 or
+// 504 can come after GitHub applied it, and a second dispatch deploys
+// production twice. The methods that POST look for their effect first and
+// repeat only what did not happen (Approve, CreatePR), or leave the
+// decision to the caller (Dispatch). A POST is resent only when it was
+// refused unprocessed: a secondary rate limit, or no connection made at all
+// (a failed dial sends nothing). Idempotent methods are also resent after
+// network errors.
 type retryTransport struct {
 	next     http.RoundTripper
 	clock    Clock
@@ -120,7 +122,7 @@ func (t *retryTransport) classify(method string, resp *http.Response, attempt in
 		if attempt >= t.attempts {
 			return decision{}
 		}
-		if !idempotent(method) && code != http.StatusBadGateway && code != http.StatusServiceUnavailable && code != http.StatusGatewayTimeout {
+		if !idempotent(method) {
 			return decision{}
 		}
 		if ra, ok := retryAfter(resp); ok && ra <= t.maxWait {

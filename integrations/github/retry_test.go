@@ -3,8 +3,11 @@ package github
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -61,43 +64,75 @@ func TestPersistentServerErrorFails(t *testing.T) {
 	}
 }
 
-// A dispatch is not resent after a 500, which GitHub may send after the
-// workflow started; it is resent after a 502, 503 or 504.
+// A dispatch is never resent after a 5xx, a dropped connection or a
+// timeout: each may follow a workflow that started, and a second dispatch
+// deploys production again. The error says so (Ambiguous).
 func TestPostRetryPolicy(t *testing.T) {
 	const path = "/repos/WordPress/openverse-infrastructure/actions/workflows/" + deployWF + "/dispatches"
 	inputs := map[string]any{"tag": "rel-2023.07.03.17.52.00"}
 
-	t.Run("500 after the effect is not resent", func(t *testing.T) {
+	for _, code := range []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
+		t.Run(http.StatusText(code)+" after the effect is not resent", func(t *testing.T) {
+			f := newFixture(t)
+			f.srv.AddWorkflow(infraRepo, deployWF)
+			f.srv.FailAfterApply("POST", path, 1, code)
+			_, err := f.c.Dispatch(ctxT(t), infraRepo, deployWF, "main", inputs)
+			if StatusCode(err) != code || !Ambiguous(err) {
+				t.Fatalf("err = %v, want an ambiguous %d", err, code)
+			}
+			if n := f.srv.Requests("POST", path); n != 1 {
+				t.Errorf("%d POSTs, want 1", n)
+			}
+			if n := len(f.srv.Dispatches(infraRepo, deployWF)); n != 1 {
+				t.Errorf("dispatched %d times, want exactly once", n)
+			}
+		})
+	}
+	t.Run("a dropped connection is not resent", func(t *testing.T) {
 		f := newFixture(t)
 		f.srv.AddWorkflow(infraRepo, deployWF)
-		f.srv.FailAfterApply("POST", path, 1, http.StatusInternalServerError)
-		err := f.c.Dispatch(ctxT(t), infraRepo, deployWF, "main", inputs)
-		if StatusCode(err) != 500 {
-			t.Fatalf("err = %v", err)
+		f.srv.DropAfterApply("POST", path, 1)
+		_, err := f.c.Dispatch(ctxT(t), infraRepo, deployWF, "main", inputs)
+		if err == nil || !Ambiguous(err) {
+			t.Fatalf("err = %v, want an ambiguous error", err)
 		}
 		if n := f.srv.Requests("POST", path); n != 1 {
 			t.Errorf("%d POSTs, want 1", n)
 		}
-		if n := len(f.srv.Dispatches(infraRepo, deployWF)); n != 1 {
-			t.Errorf("dispatched %d times, want exactly once", n)
+	})
+	t.Run("a timeout is not resent", func(t *testing.T) {
+		f := newFixture(t)
+		f.srv.AddWorkflow(infraRepo, deployWF)
+		// GitHub gets the request but its answer does not arrive before
+		// the deadline: the transport underneath sends it, then times out.
+		late := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := http.DefaultTransport.RoundTrip(r)
+			if err != nil || r.Method != "POST" {
+				return resp, err
+			}
+			resp.Body.Close()
+			return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+		})}
+		c, err := New(f.srv.URL(), Auth{Token: testToken}, WithHTTPClient(late), WithClock(f.clock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Dispatch(ctxT(t), infraRepo, deployWF, "main", inputs)
+		if err == nil || !Ambiguous(err) {
+			t.Fatalf("err = %v, want an ambiguous timeout", err)
+		}
+		if n := f.srv.Requests("POST", path); n != 1 {
+			t.Errorf("%d POSTs, want 1", n)
 		}
 	})
-	for _, code := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
-		t.Run(http.StatusText(code)+" is resent", func(t *testing.T) {
-			f := newFixture(t)
-			f.srv.AddWorkflow(infraRepo, deployWF)
-			f.srv.FailRequests("POST", path, 2, code)
-			if err := f.c.Dispatch(ctxT(t), infraRepo, deployWF, "main", inputs); err != nil {
-				t.Fatal(err)
-			}
-			if n := f.srv.Requests("POST", path); n != 3 {
-				t.Errorf("%d POSTs, want 3", n)
-			}
-			if ds := f.srv.Dispatches(infraRepo, deployWF); len(ds) != 1 || ds[0].Inputs["tag"] != inputs["tag"] {
-				t.Errorf("dispatches = %+v, want exactly one with the same body", ds)
-			}
-		})
-	}
+	t.Run("a refused connection is resent: nothing was sent", func(t *testing.T) {
+		if !neverSent(&net.OpError{Op: "dial", Err: errors.New("connection refused")}) {
+			t.Fatal("a failed dial is not recognised as never sent")
+		}
+		if Ambiguous(&url.Error{Op: "Post", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}) {
+			t.Error("a failed dial is reported as ambiguous")
+		}
+	})
 	t.Run("PATCH is resent on 500", func(t *testing.T) {
 		f := newFixture(t)
 		id := addDraft(f)
@@ -114,19 +149,21 @@ func TestPostRetryPolicy(t *testing.T) {
 func TestSecondaryRateLimitIsWaitedOut(t *testing.T) {
 	for _, kind := range []string{"secondary", "secondary-429"} {
 		t.Run(kind, func(t *testing.T) {
+			// A secondary limit is a refusal: even a dispatch, which is
+			// never resent after a 5xx, is resent after it.
 			f := newFixture(t)
-			n := f.srv.AddPR(monorepo, githubtest.PR{Title: "Changelog", Head: changelogBranch})
+			f.srv.AddWorkflow(infraRepo, deployWF)
 			f.srv.RateLimitNext(kind, 7*time.Second)
 			f.srv.RateLimitNext(kind, time.Second)
 
-			if err := f.c.Approve(ctxT(t), monorepo, n, "ok"); err != nil {
+			if _, err := f.c.Dispatch(ctxT(t), infraRepo, deployWF, "main", nil); err != nil {
 				t.Fatal(err)
 			}
 			if want := []time.Duration{7 * time.Second, time.Second}; !reflect.DeepEqual(f.clock.Slept(), want) {
 				t.Errorf("waits %v, want Retry-After %v", f.clock.Slept(), want)
 			}
-			if got := len(f.srv.Reviews(monorepo, n)); got != 1 {
-				t.Errorf("%d reviews, want 1", got)
+			if got := len(f.srv.Dispatches(infraRepo, deployWF)); got != 1 {
+				t.Errorf("%d dispatches, want 1", got)
 			}
 		})
 	}
@@ -279,8 +316,8 @@ func TestTokenNeverInErrors(t *testing.T) {
 			for name, call := range map[string]func() error{
 				"draft":    func() error { _, err := c.NewestDraft(ctxT(t), monorepo, "x-"); return err },
 				"publish":  func() error { _, err := c.Publish(ctxT(t), monorepo, 1); return err },
-				"dispatch": func() error { return c.Dispatch(ctxT(t), infraRepo, deployWF, "main", nil) },
-				"approve":  func() error { return c.Approve(ctxT(t), monorepo, 1, "") },
+				"dispatch": func() error { _, err := c.Dispatch(ctxT(t), infraRepo, deployWF, "main", nil); return err },
+				"approve":  func() error { _, err := c.Approve(ctxT(t), monorepo, 1, "abc", ""); return err },
 				"pr":       func() error { _, err := c.CreatePR(ctxT(t), infraRepo, "h", "main", "t", "b"); return err },
 			} {
 				err := call()
@@ -327,10 +364,14 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Dispatch(ctxT(t), "o/r", "w.yml", "main", nil); StatusCode(err) != 404 {
+	if _, err := c.Dispatch(ctxT(t), "o/r", "w.yml", "main", nil); StatusCode(err) != 404 {
 		t.Errorf("err = %v, want a 404 from the server", err)
 	}
 	if _, err := c.NewestDraft(ctxT(t), "not-a-repo", "x"); err == nil || !strings.Contains(err.Error(), "owner/name") {
 		t.Errorf("bad repo: %v", err)
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

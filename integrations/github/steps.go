@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"time"
 
 	"github.com/deploybot/deploybot/steps"
 )
@@ -46,7 +47,8 @@ func run(r *WorkflowRun) *steps.WorkflowRun {
 	if r == nil {
 		return nil
 	}
-	return &steps.WorkflowRun{ID: r.ID, Event: r.Event, Status: r.Status, Conclusion: r.Conclusion, HTMLURL: r.HTMLURL, HeadBranch: r.HeadBranch, CreatedAt: r.CreatedAt}
+	return &steps.WorkflowRun{ID: r.ID, Event: r.Event, Status: r.Status, Conclusion: r.Conclusion, HTMLURL: r.HTMLURL, HeadBranch: r.HeadBranch, CreatedAt: r.CreatedAt,
+		Actor: r.Actor, DisplayTitle: r.DisplayTitle}
 }
 
 func (s Steps) WorkflowRuns(ctx context.Context, repo, file string, f steps.RunFilter) ([]steps.WorkflowRun, error) {
@@ -67,12 +69,35 @@ func pr(p *PR) *steps.PR {
 	if p == nil {
 		return nil
 	}
-	return &steps.PR{Number: p.Number, Title: p.Title, HTMLURL: p.HTMLURL, User: p.User}
+	return &steps.PR{Number: p.Number, Title: p.Title, HTMLURL: p.HTMLURL, User: p.User, HeadRepo: p.HeadRepo, HeadSHA: p.HeadSHA}
 }
 
-func (s Steps) OpenPRByHead(ctx context.Context, repo, head string) (*steps.PR, error) {
-	p, err := s.Client.OpenPRByHead(ctx, repo, head)
-	return pr(p), err
+func (s Steps) PRFrom(ctx context.Context, repo, head, author string) (*steps.PR, []steps.IgnoredPR, error) {
+	p, ignored, err := s.Client.PRFrom(ctx, repo, head, author)
+	out := make([]steps.IgnoredPR, len(ignored))
+	for i := range ignored {
+		out[i] = steps.IgnoredPR{PR: *pr(&ignored[i].PR), Why: ignored[i].Why}
+	}
+	return pr(p), out, err
+}
+
+func (s Steps) Approve(ctx context.Context, repo string, number int, headSHA, body string) (steps.ReviewResult, error) {
+	a, err := s.Client.Approve(ctx, repo, number, headSHA, body)
+	return steps.ReviewResult{Already: a.Already, MovedTo: a.MovedTo}, err
+}
+
+func (s Steps) Dispatch(ctx context.Context, repo, file, ref string, inputs map[string]any) (int64, error) {
+	d, err := s.Client.Dispatch(ctx, repo, file, ref, inputs)
+	return d.RunID, err
+}
+
+func (s Steps) DispatchedRuns(ctx context.Context, repo, file string, since time.Time, title string) ([]steps.WorkflowRun, error) {
+	rs, err := s.Client.DispatchedRuns(ctx, repo, file, DispatchQuery{Since: since, Title: title})
+	out := make([]steps.WorkflowRun, len(rs))
+	for i := range rs {
+		out[i] = *run(&rs[i])
+	}
+	return out, err
 }
 
 func (s Steps) CreatePR(ctx context.Context, repo, head, base, title, body string) (*steps.PR, error) {

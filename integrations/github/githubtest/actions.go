@@ -27,6 +27,12 @@ type Run struct {
 	Conclusion string
 	CreatedAt  time.Time
 	Duration   time.Duration
+	// Actor is the login that triggered the run; it defaults to the
+	// server's user (SetUser).
+	Actor string
+	// DisplayTitle is what GitHub shows for the run: the workflow's
+	// run-name (SetRunName) with the inputs filled in, or its name.
+	DisplayTitle string
 }
 
 // Dispatch is one accepted workflow_dispatch request.
@@ -40,6 +46,7 @@ type workflow struct {
 	id         int64
 	file, name string
 	inputs     map[string]bool // nil: inputs not declared, anything goes
+	runName    string          // the workflow's run-name, "" for none
 	onPublish  *trigger
 	onDispatch *trigger
 }
@@ -101,6 +108,38 @@ func (s *Server) DeclareInputs(repo, workflowFile string, names ...string) {
 	}
 }
 
+// SetRunName gives workflowFile a run-name, as the `run-name:` key of a
+// workflow file does. "${{ inputs.NAME }}" is replaced by the dispatch's
+// input, so a run can be recognised by its display_title.
+func (s *Server) SetRunName(repo, workflowFile, runName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.workflow(s.repo(repo), workflowFile).runName = runName
+}
+
+// RejectRunDetails makes dispatches answer like a GitHub Enterprise Server
+// that predates "return_run_details": a body with that key is refused with
+// 422 and changes nothing.
+func (s *Server) RejectRunDetails() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noRunDetails = true
+}
+
+// displayTitle is what GitHub shows for a run of wf started with inputs.
+func (wf *workflow) displayTitle(inputs map[string]any) string {
+	if wf.runName == "" {
+		return wf.name
+	}
+	t := wf.runName
+	for k, v := range inputs {
+		for _, form := range []string{"${{ inputs." + k + " }}", "${{inputs." + k + "}}"} {
+			t = strings.ReplaceAll(t, form, fmt.Sprint(v))
+		}
+	}
+	return t
+}
+
 // Dispatches returns the accepted dispatches of workflowFile, oldest first.
 func (s *Server) Dispatches(repo, workflowFile string) []Dispatch {
 	s.mu.Lock()
@@ -129,6 +168,12 @@ func (s *Server) AddRun(repo, workflowFile string, run Run) int64 {
 	}
 	if run.HeadSHA == "" {
 		run.HeadSHA = fakeSHA(run.HeadBranch, strconv.FormatInt(run.ID, 10))
+	}
+	if run.Actor == "" {
+		run.Actor = s.user
+	}
+	if run.DisplayTitle == "" {
+		run.DisplayTitle = wf.name
 	}
 	r.runs = append(r.runs, &run)
 	return run.ID
@@ -161,6 +206,9 @@ func (s *Server) startRun(r *repo, wf *workflow, event, branch string, now time.
 		Conclusion: t.conclusion,
 		CreatedAt:  now,
 		Duration:   t.after,
+		Actor:      s.user,
+		// A release run's title is the workflow's name; dispatches set it.
+		DisplayTitle: wf.name,
 	}
 	run.HeadSHA = fakeSHA(branch, strconv.FormatInt(run.ID, 10))
 	if run.Conclusion == "" {
@@ -210,31 +258,32 @@ func (s *Server) runJSON(r *repo, run *Run, now time.Time) map[string]any {
 		}
 	}
 	return map[string]any{
-		"id":             run.ID,
-		"name":           wf.name,
-		"node_id":        fmt.Sprintf("WFR_fake%d", run.ID),
-		"head_branch":    run.HeadBranch,
-		"head_sha":       run.HeadSHA,
-		"path":           ".github/workflows/" + wf.file,
-		"display_title":  wf.name,
-		"run_number":     runNumber,
-		"event":          run.Event,
-		"status":         status,
-		"conclusion":     concl,
-		"workflow_id":    wf.id,
-		"check_suite_id": run.ID + 1_000_000,
-		"url":            api,
-		"html_url":       fmt.Sprintf("%s/%s/actions/runs/%d", s.WebURL(), r.fullName(), run.ID),
-		"pull_requests":  []any{},
-		"created_at":     ts(run.CreatedAt),
-		"updated_at":     ts(updated),
-		"run_started_at": ts(run.CreatedAt),
-		"run_attempt":    1,
-		"actor":          s.userJSON(s.user),
-		"jobs_url":       api + "/jobs",
-		"logs_url":       api + "/logs",
-		"workflow_url":   fmt.Sprintf("%s/repos/%s/actions/workflows/%d", s.srv.URL, r.fullName(), wf.id),
-		"repository":     s.repoJSON(r),
+		"id":               run.ID,
+		"name":             wf.name,
+		"node_id":          fmt.Sprintf("WFR_fake%d", run.ID),
+		"head_branch":      run.HeadBranch,
+		"head_sha":         run.HeadSHA,
+		"path":             ".github/workflows/" + wf.file,
+		"display_title":    run.DisplayTitle,
+		"run_number":       runNumber,
+		"event":            run.Event,
+		"status":           status,
+		"conclusion":       concl,
+		"workflow_id":      wf.id,
+		"check_suite_id":   run.ID + 1_000_000,
+		"url":              api,
+		"html_url":         fmt.Sprintf("%s/%s/actions/runs/%d", s.WebURL(), r.fullName(), run.ID),
+		"pull_requests":    []any{},
+		"created_at":       ts(run.CreatedAt),
+		"updated_at":       ts(updated),
+		"run_started_at":   ts(run.CreatedAt),
+		"run_attempt":      1,
+		"actor":            s.userJSON(run.Actor),
+		"triggering_actor": s.userJSON(run.Actor),
+		"jobs_url":         api + "/jobs",
+		"logs_url":         api + "/logs",
+		"workflow_url":     fmt.Sprintf("%s/repos/%s/actions/workflows/%d", s.srv.URL, r.fullName(), wf.id),
+		"repository":       s.repoJSON(r),
 	}
 }
 
@@ -289,7 +338,7 @@ func (s *Server) listRuns(w http.ResponseWriter, req *http.Request, r *repo) {
 			q.Get("event") != "" && run.Event != q.Get("event"),
 			q.Get("branch") != "" && run.HeadBranch != q.Get("branch"),
 			q.Get("head_sha") != "" && run.HeadSHA != q.Get("head_sha"),
-			q.Get("actor") != "" && q.Get("actor") != s.user,
+			q.Get("actor") != "" && !strings.EqualFold(q.Get("actor"), run.Actor),
 			q.Get("status") != "" && q.Get("status") != status && q.Get("status") != conclusion,
 			!created(run.CreatedAt.Truncate(time.Second)):
 			continue
@@ -390,7 +439,10 @@ func (s *Server) getRun(w http.ResponseWriter, req *http.Request, r *repo) {
 }
 
 // dispatch checks what GitHub checks (the ref exists, every input is
-// declared and a string), records the dispatch and answers 204.
+// declared and a string), records the dispatch and answers 204, or, with
+// "return_run_details": true, 200 with the run it started (GitHub since
+// February 2026). After RejectRunDetails that key is refused with 422, as
+// an older GitHub Enterprise Server refuses any key it does not know.
 func (s *Server) dispatch(w http.ResponseWriter, req *http.Request, r *repo) {
 	wf := r.findWorkflow(req.PathValue("file"))
 	if wf == nil {
@@ -398,11 +450,19 @@ func (s *Server) dispatch(w http.ResponseWriter, req *http.Request, r *repo) {
 		return
 	}
 	var in struct {
-		Ref    string         `json:"ref"`
-		Inputs map[string]any `json:"inputs"`
+		Ref              string         `json:"ref"`
+		Inputs           map[string]any `json:"inputs"`
+		ReturnRunDetails *bool          `json:"return_run_details"`
 	}
 	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
 		badJSON(w)
+		return
+	}
+	if in.ReturnRunDetails != nil && s.noRunDetails {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
+			"message":           "Invalid request.\n\n\"return_run_details\" is not a permitted key.",
+			"documentation_url": "https://docs.github.com/enterprise-server@3.14/rest/actions/workflows#create-a-workflow-dispatch-event",
+		})
 		return
 	}
 	if in.Ref == "" {
@@ -445,9 +505,27 @@ func (s *Server) dispatch(w http.ResponseWriter, req *http.Request, r *repo) {
 		inputs[k] = v
 	}
 	r.dispatches[wf.file] = append(r.dispatches[wf.file], Dispatch{Ref: in.Ref, Inputs: inputs, At: now})
-	if wf.onDispatch != nil {
-		branch := strings.TrimPrefix(strings.TrimPrefix(in.Ref, "refs/heads/"), "refs/tags/")
-		s.startRun(r, wf, "workflow_dispatch", branch, now, *wf.onDispatch)
+	details := in.ReturnRunDetails != nil && *in.ReturnRunDetails
+	if wf.onDispatch == nil && !details {
+		w.WriteHeader(http.StatusNoContent)
+		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	// GitHub always starts a run; without OnDispatch it stays queued, so
+	// the run id asked for exists.
+	t := trigger{}
+	if wf.onDispatch != nil {
+		t = *wf.onDispatch
+	}
+	branch := strings.TrimPrefix(strings.TrimPrefix(in.Ref, "refs/heads/"), "refs/tags/")
+	run := s.startRun(r, wf, "workflow_dispatch", branch, now, t)
+	run.DisplayTitle = wf.displayTitle(inputs)
+	if !details {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"workflow_run_id": run.ID,
+		"run_url":         fmt.Sprintf("%s/repos/%s/actions/runs/%d", s.srv.URL, r.fullName(), run.ID),
+		"html_url":        fmt.Sprintf("%s/%s/actions/runs/%d", s.WebURL(), r.fullName(), run.ID),
+	})
 }

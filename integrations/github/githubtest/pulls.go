@@ -15,11 +15,14 @@ import (
 const DefaultPRUser = "openverse-bot"
 
 // PR is a pull request as the test sets it up and reads it back. Head and
-// Base are branch names in the same repository.
+// Base are branch names; the head branch is in HeadRepo, which defaults to
+// the pull request's own repository (another "owner/name" is a fork).
 type PR struct {
 	Number    int
 	Title     string
 	Head      string
+	HeadRepo  string
+	HeadSHA   string // the head commit; defaults to a stable fake SHA, PushPR moves it
 	Base      string
 	Body      string
 	User      string // author login
@@ -35,6 +38,7 @@ type Review struct {
 	User        string
 	State       string
 	Body        string
+	CommitID    string // the head commit the review was made on
 	SubmittedAt time.Time
 }
 
@@ -81,6 +85,21 @@ func (s *Server) OnPublishPR(repo string, after time.Duration, newPR func(Releas
 	r.onPublishPR = append(r.onPublishPR, publishPR{after: after, make: newPR})
 }
 
+// PushPR pushes a new commit to pull request number's head branch and
+// returns the new head SHA, as an author updating the pull request after
+// someone looked at it.
+func (s *Server) PushPR(repo string, number int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.lookup(repo).pr(number)
+	if p == nil {
+		panic(fmt.Sprintf("githubtest: PushPR: %s has no pull request #%d", repo, number))
+	}
+	p.HeadSHA = fakeSHA(p.HeadSHA, "pushed")
+	p.updatedAt = s.now()
+	return p.HeadSHA
+}
+
 // PRs returns repo's pull requests by number.
 func (s *Server) PRs(repo string) []PR {
 	s.mu.Lock()
@@ -113,12 +132,18 @@ func (s *Server) openPR(r *repo, p PR, at time.Time) *pr {
 	if p.State == "" {
 		p.State = "open"
 	}
+	if p.HeadRepo == "" || strings.EqualFold(p.HeadRepo, r.fullName()) {
+		p.HeadRepo = r.fullName()
+		r.branches[p.Head] = true
+	}
+	if p.HeadSHA == "" {
+		p.HeadSHA = fakeSHA(p.HeadRepo, p.Head)
+	}
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = at
 	}
 	p.Number = r.nextPR
 	r.nextPR++
-	r.branches[p.Head] = true
 	r.branches[p.Base] = true
 	np := &pr{PR: p, id: s.id(), updatedAt: p.CreatedAt}
 	if p.State == "closed" {
@@ -137,9 +162,10 @@ func (r *repo) pr(number int) *pr {
 	return nil
 }
 
+// openPRFor is the open pull request from head in r itself (not a fork).
 func (r *repo) openPRFor(head string) *pr {
 	for _, p := range r.prs {
-		if p.State == "open" && p.Head == head {
+		if p.State == "open" && p.Head == head && strings.EqualFold(p.HeadRepo, r.fullName()) {
 			return p
 		}
 	}
@@ -148,14 +174,19 @@ func (r *repo) openPRFor(head string) *pr {
 
 func (s *Server) prJSON(r *repo, p *pr) map[string]any {
 	api := fmt.Sprintf("%s/repos/%s/pulls/%d", s.srv.URL, r.fullName(), p.Number)
-	branch := func(ref string) map[string]any {
+	branch := func(in *repo, ref, sha string) map[string]any {
 		return map[string]any{
-			"label": r.owner + ":" + ref,
+			"label": in.owner + ":" + ref,
 			"ref":   ref,
-			"sha":   fakeSHA(r.fullName(), ref),
-			"user":  map[string]any{"login": r.owner, "id": userID(r.owner), "type": "Organization"},
-			"repo":  s.repoJSON(r),
+			"sha":   sha,
+			"user":  map[string]any{"login": in.owner, "id": userID(in.owner), "type": "Organization"},
+			"repo":  s.repoJSON(in),
 		}
+	}
+	headRepo := r
+	if !strings.EqualFold(p.HeadRepo, r.fullName()) {
+		owner, name, _ := strings.Cut(p.HeadRepo, "/")
+		headRepo = &repo{owner: owner, name: name, defaultBranch: "main"}
 	}
 	var closed any
 	if !p.closedAt.IsZero() {
@@ -177,8 +208,8 @@ func (s *Server) prJSON(r *repo, p *pr) map[string]any {
 		"closed_at":          closed,
 		"merged_at":          nil,
 		"draft":              p.Draft,
-		"head":               branch(p.Head),
-		"base":               branch(p.Base),
+		"head":               branch(headRepo, p.Head, p.HeadSHA),
+		"base":               branch(r, p.Base, fakeSHA(r.fullName(), p.Base)),
 		"author_association": "CONTRIBUTOR",
 		"merged":             false,
 		"review_comments":    0,
@@ -205,7 +236,7 @@ func (s *Server) listPRs(w http.ResponseWriter, req *http.Request, r *repo) {
 	for _, p := range r.prs {
 		switch {
 		case state != "all" && p.State != state,
-			headRef != "" && (!strings.EqualFold(headOwner, r.owner) || p.Head != headRef),
+			headRef != "" && (!strings.EqualFold(headOwner, strings.Split(p.HeadRepo, "/")[0]) || p.Head != headRef),
 			q.Get("base") != "" && p.Base != q.Get("base"):
 			continue
 		}
@@ -352,7 +383,7 @@ func (s *Server) reviewJSON(r *repo, p *pr, rv Review) map[string]any {
 		"html_url":           fmt.Sprintf("%s/%s/pull/%d#pullrequestreview-%d", s.WebURL(), r.fullName(), p.Number, rv.ID),
 		"pull_request_url":   fmt.Sprintf("%s/repos/%s/pulls/%d", s.srv.URL, r.fullName(), p.Number),
 		"submitted_at":       submitted,
-		"commit_id":          fakeSHA(r.fullName(), p.Head),
+		"commit_id":          rv.CommitID,
 		"author_association": "MEMBER",
 	}
 }
@@ -373,8 +404,9 @@ func (s *Server) listReviews(w http.ResponseWriter, req *http.Request, r *repo) 
 }
 
 // createReview refuses, as GitHub does, an author approving or requesting
-// changes on their own pull request, and a comment or change request
-// without a body.
+// changes on their own pull request, a comment or change request without a
+// body, and a commit_id that is not the pull request's head. Without
+// commit_id the review is on the current head.
 func (s *Server) createReview(w http.ResponseWriter, req *http.Request, r *repo) {
 	n, _ := strconv.Atoi(req.PathValue("number"))
 	p := r.pr(n)
@@ -383,8 +415,9 @@ func (s *Server) createReview(w http.ResponseWriter, req *http.Request, r *repo)
 		return
 	}
 	var in struct {
-		Body  string `json:"body"`
-		Event string `json:"event"`
+		Body     string `json:"body"`
+		Event    string `json:"event"`
+		CommitID string `json:"commit_id"`
 	}
 	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
 		badJSON(w)
@@ -407,8 +440,11 @@ func (s *Server) createReview(w http.ResponseWriter, req *http.Request, r *repo)
 	case in.Body == "" && (in.Event == "REQUEST_CHANGES" || in.Event == "COMMENT"):
 		unprocessable(w, "Body is required when using REQUEST_CHANGES or COMMENT events")
 		return
+	case in.CommitID != "" && in.CommitID != p.HeadSHA:
+		unprocessable(w, "Commit "+in.CommitID+" is not the head of the pull request")
+		return
 	}
-	rv := Review{ID: s.id(), User: s.user, State: state, Body: in.Body}
+	rv := Review{ID: s.id(), User: s.user, State: state, Body: in.Body, CommitID: p.HeadSHA}
 	if state != "PENDING" {
 		rv.SubmittedAt = s.now()
 	}

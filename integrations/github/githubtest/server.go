@@ -50,6 +50,7 @@ type Server struct {
 	requests []request
 
 	failures      []*failure
+	noRunDetails  bool // answer like a GitHub Enterprise Server without return_run_details
 	primaryUntil  time.Time
 	primaryStatus int
 	secondary     []secondaryLimit
@@ -62,6 +63,7 @@ type failure struct {
 	method, prefix string
 	n, status      int
 	afterApply     bool
+	drop           bool // after applying, close the connection without an answer
 }
 
 func (f *failure) matches(r *http.Request) bool {
@@ -148,6 +150,29 @@ func (s *Server) FailAfterApply(method, pathPrefix string, n, status int) {
 	s.failures = append(s.failures, &failure{method: method, prefix: pathPrefix, n: n, status: status, afterApply: true})
 }
 
+// DropAfterApply makes the next n requests with that method ("" for any)
+// and path prefix take effect and then close the connection without any
+// answer: a proxy or the network losing GitHub's reply. The client sees a
+// connection error and cannot know whether the request was applied.
+func (s *Server) DropAfterApply(method, pathPrefix string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures = append(s.failures, &failure{method: method, prefix: pathPrefix, n: n, afterApply: true, drop: true})
+}
+
+// FailuresLeft counts the configured failures (FailNext, FailRequests,
+// FailAfterApply, DropAfterApply) that no request has met yet, so a test
+// can check that the failure it set up really happened.
+func (s *Server) FailuresLeft() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, f := range s.failures {
+		n += f.n
+	}
+	return n
+}
+
 // failure returns the first configured failure of that kind matching r,
 // counting it.
 func (s *Server) failure(r *http.Request, afterApply bool) *failure {
@@ -220,6 +245,7 @@ func (s *Server) routes() http.Handler {
 	}
 	handle("GET /rate_limit", s.rateLimit)
 	handle("GET /user", s.getUser)
+	handle("GET /app", s.getApp)
 	handle("POST /app/installations/{id}/access_tokens", s.accessToken)
 
 	handle("GET /repos/{owner}/{repo}/releases", s.withRepo(s.listReleases))
@@ -259,7 +285,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			writeJSON(w, f.status, map[string]any{"message": http.StatusText(f.status)})
 			return
 		}
-		if !strings.HasPrefix(r.URL.Path, "/app/") && !s.authenticated(r) {
+		if !strings.HasPrefix(r.URL.Path, "/app/") && r.URL.Path != "/app" && !s.authenticated(r) {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{
 				"message":           "Bad credentials",
 				"documentation_url": "https://docs.github.com/rest",
@@ -288,6 +314,13 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		}
 		if f := s.failure(r, true); f != nil {
 			next.ServeHTTP(httptest.NewRecorder(), r)
+			if f.drop {
+				if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					conn.Close()
+					return
+				}
+				panic("githubtest: cannot drop the connection: the server does not allow hijacking")
+			}
 			writeJSON(w, f.status, map[string]any{"message": http.StatusText(f.status)})
 			return
 		}
@@ -327,6 +360,18 @@ func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request) {
 		"resources": map[string]any{"core": core, "search": other("search", 30), "graphql": other("graphql", 5000)},
 		"rate":      core,
 	})
+}
+
+// getApp answers GET /app for a GitHub App's JWT: the App's slug, whose
+// "<slug>[bot]" login is the actor of everything its installation does.
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
+	id, err := s.verifyJWT(credential(r))
+	if err != nil {
+		jwtError(w, err.Error())
+		return
+	}
+	slug := strings.TrimSuffix(s.user, "[bot]")
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "slug": slug, "name": slug, "owner": map[string]any{"login": "WordPress"}})
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
