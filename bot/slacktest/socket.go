@@ -48,6 +48,9 @@ type socketState struct {
 	dupAcks    int
 	pings      int
 	pongs      int
+	// dropMid counts envelopes still to be cut off mid-frame (DropMidEnvelope).
+	dropMid int
+	cutOff  int
 }
 
 func newSocketState() socketState {
@@ -90,6 +93,26 @@ func (c *wsConn) write(msg []byte) error {
 	defer c.wmu.Unlock()
 	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	return c.ws.WriteMessage(websocket.TextMessage, msg)
+}
+
+// writeHalf writes the first half of a text frame carrying msg straight to
+// the connection, as a link that dies mid-envelope would.
+func (c *wsConn) writeHalf(msg []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n := len(msg)
+	frame := []byte{0x81}
+	switch {
+	case n < 126:
+		frame = append(frame, byte(n))
+	case n < 1<<16:
+		frame = append(frame, 126, byte(n>>8), byte(n))
+	default:
+		frame = append(frame, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	frame = append(frame, msg[:n/2]...)
+	_ = c.ws.UnderlyingConn().SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = c.ws.UnderlyingConn().Write(frame)
 }
 
 func (c *wsConn) close() {
@@ -295,8 +318,27 @@ func (s *Server) deliver(e *Envelope) {
 		}
 		// Stamp before writing: the ack can be read before Write returns.
 		e.written, e.sentAt = true, time.Now()
+		cut := s.sock.dropMid > 0
+		if cut {
+			s.sock.dropMid--
+			s.sock.cutOff++
+		}
 		s.mu.Unlock()
 
+		if cut {
+			// Half a frame, then the connection is gone: the client never
+			// reads the envelope, and Slack redelivers it when no ack
+			// comes.
+			c.writeHalf(e.wire)
+			s.dropConn(c)
+			s.mu.Lock()
+			if s.opts.AckTimeout > 0 && !s.closed {
+				s.afterFuncLocked(s.opts.AckTimeout, func() { s.checkAck(e) })
+			}
+			s.notifyLocked()
+			s.mu.Unlock()
+			return
+		}
 		err := c.write(e.wire)
 
 		s.mu.Lock()
@@ -404,6 +446,22 @@ func (s *Server) Disconnect(reason string) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// DropMidEnvelope cuts the connection in the middle of the next n
+// envelopes' frames. Each is redelivered (retry_attempt+1) after AckTimeout
+// on whatever connection the client opens next.
+func (s *Server) DropMidEnvelope(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sock.dropMid += n
+}
+
+// CutOff counts envelopes cut off by DropMidEnvelope.
+func (s *Server) CutOff() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sock.cutOff
 }
 
 // DropConnections closes every connection's TCP socket without a close
