@@ -363,9 +363,23 @@ func (b *Bot) deliverLive(ctx context.Context, p *publisher, run *steps.Run) err
 			return nil
 		}
 		op := p.lives[0]
-		ts := p.live[op.key]
+		ts, known := p.live[op.key]
 		p.mu.Unlock()
+		key := run.ID + "/live/" + op.key
+		if !known {
+			// After a restart the progress message is edited where it is,
+			// not posted again.
+			found := false
+			var err error
+			if ts, found, err = b.chat.Find(ctx, run.Channel, run.MessageTS, key, time.Time{}); err != nil {
+				return err
+			}
+			if !found {
+				ts = ""
+			}
+		}
 		v := textView(truncate(op.text, maxSectionText))
+		v.Key = key
 		if ts != "" {
 			if err := b.chat.Update(ctx, run.Channel, ts, v); err != nil {
 				return err
