@@ -99,7 +99,7 @@ services:
 	// via group), alice as requester on dev, alice as requester on prod
 	// (four-eyes).
 	type row struct {
-		verb                                         string
+		verb                                       string
 		carol, deb, bob, dave, aliceDev, aliceProd bool
 	}
 	stepVerbs := []row{
