@@ -36,7 +36,12 @@ func (f *fakeTree) Commit(context.Context, string, ...string) (string, error) {
 	f.commits++
 	return "c0ffee", nil
 }
-func (f *fakeTree) Push(context.Context) error { f.pushes++; return nil }
+func (f *fakeTree) Push(context.Context) (bool, error) { f.pushes++; return false, nil }
+func (f *fakeTree) StateLock(context.Context, *config.Environment) (*StateLock, error) {
+	return nil, nil
+}
+func (f *fakeTree) ForceUnlock(context.Context, *config.Environment, string) error { return nil }
+func (f *fakeTree) ParseStateLock(error) *StateLock                                { return nil }
 func (f *fakeTree) CommittedAttribute(ctx context.Context, file, module, attr string, pushed bool) (string, error) {
 	return f.attrs[file+attr], nil
 }
