@@ -324,3 +324,69 @@ func TestKillDuringApplyShowsLockForceUnlockAndReplan(t *testing.T) {
 	}
 	h.assertNoRejections()
 }
+
+// A failed production apply puts data_refresh_cleared back to false in the
+// working copy before Retry is offered, and Retry does not simply apply
+// again: it goes back to the Airflow check (which now finds a data refresh
+// and holds the deploy), sets the flag, plans, and needs a new approval.
+func TestFailedApplyRestoresFlagAndRetryChecksAirflowAgain(t *testing.T) {
+	with := sections{infra: true, airflow: true}
+	w := newWorld(t, with)
+	ro := withRollout(t, w, with, "")
+	h := w.harness
+	touch(t, ro.fail)
+	h.start()
+	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
+	msg := h.runMessage(0)
+	w.msgTS = msg.TS
+	h.step(msg.TS, "Publish the release", "done", alice)
+	h.step(msg.TS, "Wait for the image build", "done", alice)
+	h.step(msg.TS, "Staging (dev): verify the plan", "approve", alice)
+	h.step(msg.TS, "Production (prod): verify the plan", "approve", bob)
+
+	h.waitButton(msg.TS, "Production (prod): apply", "retry")
+	if v := prodFlag(t, w.work); v != "false" {
+		t.Fatalf("data_refresh_cleared = %s in the working copy while Retry is offered", v)
+	}
+	w.waitThread("`data_refresh_cleared` restored to `false`")
+	w.waitThread("rollout failed")
+
+	// A data refresh starts before anyone retries.
+	w.af.AddRun("image_data_refresh", refresh("image_data_refresh"))
+	h.step(msg.TS, "Production (prod): apply", "retry", alice)
+	h.waitButton(msg.TS, "Production (prod): check Airflow again", "recheck")
+	w.waitThread("A data refresh is active")
+	if v := prodFlag(t, w.work); v != "false" {
+		t.Errorf("data_refresh_cleared = %s while Airflow blocks the retry", v)
+	}
+
+	w.af.ClearRuns("image_data_refresh")
+	os.Remove(ro.fail)
+	h.step(msg.TS, "Production (prod): check Airflow again", "recheck", alice)
+	h.waitButton(msg.TS, "Production (prod): verify the plan", "approve")
+	if v := prodFlag(t, w.work); v != "true" {
+		t.Errorf("data_refresh_cleared = %s while the new plan waits, want true", v)
+	}
+	if st := stepState(t, h, "apply:prod"); st.Status == steps.StepDone {
+		t.Fatal("the apply ran without a new approval")
+	}
+	h.step(msg.TS, "Production (prod): verify the plan", "approve", bob)
+	h.waitButton(msg.TS, "Check Sentry", "done")
+	if v := prodFlag(t, w.work); v != "false" {
+		t.Errorf("data_refresh_cleared = %s after the apply", v)
+	}
+	apps, err := h.store().Approvals(t.Context(), "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod := 0
+	for _, a := range apps {
+		if a.StepID == "plan:prod" && a.Decision == "approve" {
+			prod++
+		}
+	}
+	if prod != 2 {
+		t.Errorf("prod approvals = %d, want 2 (the retry needed its own)", prod)
+	}
+	h.assertNoRejections()
+}
