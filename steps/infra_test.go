@@ -14,6 +14,7 @@ type fakeTree struct {
 	attrs   map[string]string
 	commits int
 	pushes  int
+	already bool // the remote branch is at our commit
 }
 
 func (f *fakeTree) Branch() string                                   { return "deploybot/x" }
@@ -36,7 +37,13 @@ func (f *fakeTree) Commit(context.Context, string, ...string) (string, error) {
 	f.commits++
 	return "c0ffee", nil
 }
-func (f *fakeTree) Push(context.Context) (bool, error) { f.pushes++; return false, nil }
+func (f *fakeTree) Push(context.Context) (bool, error) {
+	if f.already {
+		return true, nil
+	}
+	f.pushes++
+	return false, nil
+}
 func (f *fakeTree) StateLock(context.Context, *config.Environment) (*StateLock, error) {
 	return nil, nil
 }
@@ -81,5 +88,24 @@ func TestCommitRefusedWhileAFlagIsTrue(t *testing.T) {
 	res = step.Start(context.Background(), x)
 	if res.Status != StepWaiting || tree.commits != 1 || tree.pushes != 1 {
 		t.Fatalf("flag false: status=%s note=%q commits=%d pushes=%d", res.Status, res.Note, tree.commits, tree.pushes)
+	}
+}
+
+// A push that already landed (the remote branch is at our commit) is not
+// repeated, and the thread says so.
+func TestCommitSaysWhenTheBranchWasAlreadyPushed(t *testing.T) {
+	svc := &config.Service{Name: "ingestion-server", Environments: []config.Environment{
+		{Name: "prod", File: "prod.tf", Module: "m", VersionAttribute: "image_tag", ClearFlag: "data_refresh_cleared"},
+	}}
+	tree := &fakeTree{attrs: map[string]string{"prod.tfdata_refresh_cleared": "false"}, already: true}
+	step := &commitStep{infraStep: infraStep{S: Spec{ID: "infra-pr", Title: "Open the infrastructure PR"}, infra: fakeInfra{tree}, svc: svc}}
+	run := &Run{ID: "run-1", Service: svc.Name, Version: "rel-2024.01.01.00.00.00", Data: map[string]string{}}
+	x := &Exec{Run: run, Step: &StepState{}, data: map[string]string{}, runData: map[string]string{}, hold: true}
+	res := step.Start(context.Background(), x)
+	if res.Status != StepWaiting || !strings.Contains(res.Prompt, "is pushed") {
+		t.Fatalf("status=%s prompt=%q", res.Status, res.Prompt)
+	}
+	if len(x.held) != 1 || !strings.Contains(x.held[0], "already at our commit `c0ffee`") || !strings.Contains(x.held[0], "not pushed again") {
+		t.Errorf("thread = %q", x.held)
 	}
 }

@@ -335,9 +335,7 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 		}
 		pushed = false
 	}
-	if already {
-		x.Say(":information_source: `%s` was already at `%s` on the remote (pushed before deploybot restarted): not pushed again.", t.Branch(), short(sha))
-	}
+
 	if pushed {
 		// Check what actually left the building, not only the working copy.
 		if err := checkFlags(s.svc, func(env *configEnv) (string, error) {
@@ -345,7 +343,13 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 		}); err != nil {
 			return Failed(fmt.Errorf("after pushing %s: %w", t.Branch(), err))
 		}
-		x.Say(":arrow_up: Committed `%s` on `%s` and pushed it: %s", short(sha), t.Branch(), strings.Join(envs, ", "))
+		if already {
+			// A push that landed before a restart (or a timeout) is not
+			// repeated: the remote was looked at first.
+			x.Say(":arrow_up: `%s` was already at our commit `%s` on the remote, so it was not pushed again: %s", t.Branch(), short(sha), strings.Join(envs, ", "))
+		} else {
+			x.Say(":arrow_up: Committed `%s` on `%s` and pushed it: %s", short(sha), t.Branch(), strings.Join(envs, ", "))
+		}
 	} else {
 		x.Say(":floppy_disk: Committed `%s` on `%s`.", short(sha), t.Branch())
 	}
