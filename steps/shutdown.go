@@ -108,6 +108,10 @@ func (e *Engine) Drain(ctx context.Context) bool {
 	// idempotent steps from committing a result or starting the next step
 	// until Close cancels them. A run that is ending is left to finish its
 	// compensations.
+	// Known limit: with applies of two services in flight, the run whose
+	// apply finishes first may start its next steps (never an apply, which
+	// needs an approval click) until the other finishes; Close cancels
+	// them and Resume picks them up like any step cut short.
 	var held []*live
 	var waits []awaited
 	var running []chan struct{}

@@ -36,8 +36,10 @@ func main() {
 	// grace short.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := m.Run(ctx)
-	stop()
+	// Listen for the second signal before releasing the first listener:
+	// in between, a signal would kill the process outright.
 	again, stopAgain := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stop()
 	if cerr := m.CloseContext(again); err == nil {
 		err = cerr
 	}
