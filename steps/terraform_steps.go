@@ -170,8 +170,6 @@ func (s *applyStep) apply(ctx context.Context, x *Exec, t Tree, want string) Res
 		return FailedText("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500)))
 	}
 	x.SetRunValue(planKey(env, "applied"), "true")
-	// The plan is spent: nothing may apply it again.
-	s.voidApproval(x)
 	x.SetRunValue("applied_at:"+env, time.Now().UTC().Format(time.RFC3339Nano))
 	recordDeploy(ctx, s.sentry, s.sentryCfg, x, env, started)
 	r := Done(fmt.Sprintf("applied plan `%s`: %s", short(want), x.RunValue(planKey(env, "summary"))))
