@@ -38,6 +38,13 @@ resource "terraform_data" "rollout" {
     command = var.environment == "production" ? local.rollout : "true"
   }
 }
+
+# Created only after the rollout: an apply cut short during the rollout
+# always leaves this to do, so the plan after it always has changes.
+resource "terraform_data" "rolled_out" {
+  input      = var.image_tag
+  depends_on = [terraform_data.rollout]
+}
 `})
 	w.writeConfig(with)
 	if extraConfig != "" {
