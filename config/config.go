@@ -76,15 +76,18 @@ type Config struct {
 	Path      string // file it was loaded from, as given to Load or Parse
 	StatePath string // state_path, default "./deploybot.db"; relative paths resolved against the config file's directory (":memory:" and "file:" URIs are kept as written)
 	HTTPAddr  string // http_addr, default "127.0.0.1:9090"
-	Log       Log
-	Slack     Slack
-	GitHub    *GitHub  // nil when the section is absent
-	Infra     *Infra   // nil when absent
-	Airflow   *Airflow // nil when absent
-	Sentry    *Sentry  // nil when absent
-	Incident  Incident
-	Services  []*Service // in file order
-	Secrets   Secrets
+	// ShutdownGrace (shutdown_grace, default 10m) is how long a SIGTERM
+	// lets a running terraform apply finish before it is cancelled.
+	ShutdownGrace time.Duration
+	Log           Log
+	Slack         Slack
+	GitHub        *GitHub  // nil when the section is absent
+	Infra         *Infra   // nil when absent
+	Airflow       *Airflow // nil when absent
+	Sentry        *Sentry  // nil when absent
+	Incident      Incident
+	Services      []*Service // in file order
+	Secrets       Secrets
 }
 
 // Log configures the process logger.

@@ -148,6 +148,12 @@ func TestDefaults(t *testing.T) {
 	if c.StatePath != "/etc/deploybot/deploybot.db" || c.HTTPAddr != "127.0.0.1:9090" || c.Log != (Log{"info", "json"}) {
 		t.Errorf("top-level defaults: %q %q %+v", c.StatePath, c.HTTPAddr, c.Log)
 	}
+	if c.ShutdownGrace != 10*time.Minute {
+		t.Errorf("shutdown_grace default = %v, want 10m", c.ShutdownGrace)
+	}
+	if c := mustParse(t, minimal+"shutdown_grace: 90s\n", noEnv); c.ShutdownGrace != 90*time.Second {
+		t.Errorf("shutdown_grace: 90s = %v", c.ShutdownGrace)
+	}
 	if c.Slack.APIURL != "https://slack.com/api/" || c.Slack.AlertsChannel != "" || c.Slack.TeamGroup != "" {
 		t.Errorf("Slack defaults: %+v", c.Slack)
 	}
@@ -367,6 +373,10 @@ func TestBadInput(t *testing.T) {
 				{"log.level", `want debug, info, warn or error, got "verbose"`},
 				{"log.format", `want json or console, got "text"`},
 			}},
+		{"shutdown grace", func(*testing.T) string { return minimal + "shutdown_grace: 0s\n" },
+			[]want{{"shutdown_grace", `must be longer than 0, got "0s"`}}},
+		{"shutdown grace not a duration", func(*testing.T) string { return minimal + "shutdown_grace: 10\n" },
+			[]want{{"shutdown_grace", "want a duration like 15m or 1h30m"}}},
 		{"http addr", func(*testing.T) string { return minimal + "http_addr: \"9090\"\n" },
 			[]want{{"http_addr", `"9090" is not host:port (like 127.0.0.1:9090)`}}},
 		{"dag id", func(*testing.T) string {

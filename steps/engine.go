@@ -60,7 +60,8 @@ type Engine struct {
 	now      func() time.Time
 	dir      Directory
 
-	ctx    context.Context
+	ctx    context.Context // e.gate: see shutdown.go
+	gate   *gateCtx
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -90,8 +91,9 @@ func NewEngine(store Store, n Notifier, p Policy, rb *Runbooks, log *zap.Logger)
 	if log == nil {
 		log = zap.NewNop()
 	}
+	gate := &gateCtx{Context: ctx}
 	return &Engine{store: store, notify: n, policy: p, runbooks: rb, log: log, now: time.Now,
-		ctx: ctx, cancel: cancel, runs: map[string]*live{}}
+		ctx: gate, gate: gate, cancel: cancel, runs: map[string]*live{}}
 }
 
 // SetDirectory sets where steps look up user names.
@@ -122,6 +124,9 @@ type StartRequest struct {
 // deployer role, services that already have an open run, and a second
 // incident about the same run.
 func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
+	if rf := e.shuttingDown(); rf != nil {
+		return nil, rf
+	}
 	ok, err := e.policy.IsDeployer(ctx, req.Requester)
 	if err != nil {
 		e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s: role unknown: %v", req.Kind, req.Service, err)})
@@ -227,6 +232,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 			continue
 		}
 		var events []AuditEvent
+		var held []string
 		if cur := r.Current(); cur != nil && cur.Status == StepRunning {
 			if impl[cur.Index].Spec().Idempotent {
 				cur.Status = StepPending
@@ -245,6 +251,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 				cur.Prompt = "deploybot stopped while this step was running, so it may have half-happened. Check, then Retry or Cancel the run."
 				cur.Buttons = []Button{{Verb: VerbRetry, Label: "Retry", Style: "primary"}, {Verb: VerbCancel, Label: "Cancel run", Style: "danger"}}
 				cur.WaitingOn = GateRequesterOrApprover.String()
+				if in, ok := impl[cur.Index].(Interrupter); ok {
+					held = e.interrupted(ctx, in, r, cur)
+				}
 				events = append(events, AuditEvent{Actor: BotActor, Action: "step.interrupted", StepID: cur.ID})
 			}
 		}
@@ -261,6 +270,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 		l.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		for _, h := range held {
+			e.notify.Say(snap, h)
 		}
 		e.notify.RunChanged(snap)
 		e.kick(r.ID)
@@ -284,6 +296,9 @@ type ActionRequest struct {
 // Act handles a click. A *Refused error explains to the user why nothing
 // happened; every refusal is also audited.
 func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
+	if rf := e.shuttingDown(); rf != nil {
+		return e.refused(ctx, req, "%s", rf.Msg)
+	}
 	if req.StepIndex == RunLevel {
 		return e.runAction(ctx, req)
 	}
@@ -436,6 +451,9 @@ func affirmative(verb string) bool {
 // requester or an approver may cancel.
 func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 	req := ActionRequest{RunID: runID, Verb: VerbCancel, User: user}
+	if rf := e.shuttingDown(); rf != nil {
+		return e.refused(ctx, req, "%s", rf.Msg)
+	}
 	l := e.liveRun(runID)
 	if l == nil {
 		r, err := e.store.Run(ctx, runID)

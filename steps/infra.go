@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/deploybot/deploybot/config"
 )
@@ -46,12 +47,36 @@ type Tree interface {
 	// Commit commits the files (relative to the repository root) and
 	// returns the commit; nothing to commit returns HEAD.
 	Commit(ctx context.Context, message string, files ...string) (string, error)
-	// Push pushes the run branch. ErrNoPush when the remote cannot be
-	// pushed to without the GitHub integration.
-	Push(ctx context.Context) error
+	// Push pushes the run branch, looking at the remote first: already
+	// reports that the remote branch was at our commit, so nothing was
+	// pushed. ErrNoPush when the remote cannot be pushed to without the
+	// GitHub integration; a remote branch somewhere else is refused.
+	Push(ctx context.Context) (already bool, err error)
 	// CommittedAttribute reads a literal attribute from a file as committed
 	// on the branch, or as pushed when pushed is true.
 	CommittedAttribute(ctx context.Context, file, module, attr string, pushed bool) (string, error)
+	// StateLock reads the lock on an environment's state: nil when it is
+	// not locked, or when the backend can only tell by refusing a command
+	// (then the command's error carries it; see ParseStateLock).
+	StateLock(ctx context.Context, env *config.Environment) (*StateLock, error)
+	// ForceUnlock releases the state lock with this ID.
+	ForceUnlock(ctx context.Context, env *config.Environment, lockID string) error
+	// ParseStateLock reads the lock out of a command's "Error acquiring the
+	// state lock"; nil for other errors.
+	ParseStateLock(err error) *StateLock
+}
+
+// StateLock is a Terraform state lock: whose it is and since when.
+type StateLock struct {
+	ID        string
+	Path      string
+	Operation string
+	Who       string
+	Version   string
+	Created   time.Time
+	// Stale: no process holds it any more (a local lock whose Terraform
+	// was killed); only its record is left.
+	Stale bool
 }
 
 // ErrNoPush says the tree's remote needs credentials deploybot was not
@@ -101,6 +126,8 @@ func (rb *Runbooks) AutomateInfra(infra Infra) {
 			return &planStep{base}
 		case "apply":
 			base.S.Idempotent = false // an apply cut short must be looked at by a person
+			// Force unlock (confirm) is as weighty as approving the plan.
+			base.S.FourEyes = env.FourEyes
 			return &applyStep{infraStep: base, sentry: rb.sentry, sentryCfg: rb.sentryCfg}
 		case "restore":
 			return &restoreStep{base}
@@ -219,4 +246,111 @@ func checkFlags(svc *config.Service, read func(env *configEnv) (string, error)) 
 		}
 	}
 	return nil
+}
+
+// The clear flag (data_refresh_cleared) is true only while a plan or apply
+// of its environment is in flight. The design, smallest first:
+//   - airflow:<env> checks Airflow, then flag:<env> sets the flag; its
+//     compensation restores false however the run ends, a crash included.
+//   - restore:<env> sets it back after a successful apply.
+//   - A plan or apply that fails, stops on a state lock or is interrupted
+//     stands the environment down in the same result that offers Retry,
+//     Force unlock or Re-plan (standDown): the flag is false in the working
+//     copy and the approval is void before anyone is asked anything.
+//   - plan:<env> never plans with the flag false: it rewinds to airflow:<env>.
+//     apply:<env> without an approval rewinds there too. So Retry and
+//     Re-plan always go Airflow check → flag → bump → plan → fresh approval,
+//     and the old plan is never applied again.
+// No new step, state or engine rule: two checks at the start of plan and
+// apply, and one helper on every failure path.
+
+// flagged reports whether the environment's plan and apply need the clear
+// flag set by this run's flag step.
+func (s *infraStep) flagged(x *Exec) bool {
+	return s.env != nil && s.env.ClearFlag != "" && x.Run.StepByID("flag:"+s.env.Name) != nil
+}
+
+// preplan is where a new plan of the environment starts: the Airflow
+// check before the flag when the runbook has one, else the flag, else the
+// plan itself.
+func (s *infraStep) preplan(x *Exec) string {
+	for _, id := range []string{"airflow:" + s.env.Name, "flag:" + s.env.Name} {
+		if x.Run.StepByID(id) != nil {
+			return id
+		}
+	}
+	return "plan:" + s.env.Name
+}
+
+func (s *infraStep) voidApproval(x *Exec) {
+	for _, k := range []string{"approved_sha256", "approved_commit", "approver"} {
+		x.SetRunValue(planKey(s.env.Name, k), "")
+	}
+}
+
+// standDown takes the environment out of flight after a failed, locked or
+// interrupted plan or apply: the approval is void and the clear flag is
+// false in the working copy at once, not only when the run ends.
+func (s *infraStep) standDown(ctx context.Context, x *Exec, t Tree) {
+	s.voidApproval(x)
+	if !s.flagged(x) {
+		return
+	}
+	v, _ := t.Attribute(s.env.File, s.env.Module, s.env.ClearFlag)
+	if v == "false" {
+		return
+	}
+	if _, _, err := t.SetAttribute(s.env.File, s.env.Module, s.env.ClearFlag, false); err != nil {
+		x.Say(":rotating_light: Could not restore `%s = false` in `%s`: %s. Set it by hand before anything is committed.", s.env.ClearFlag, s.env.File, Escape(err.Error()))
+		return
+	}
+	x.Say(":leftwards_arrow_with_hook: `%s` restored to `false` in `%s` (the %s plan or apply is no longer in flight).", s.env.ClearFlag, s.env.File, s.env.Name)
+}
+
+// locked shows a state lock in the thread and asks an approver to force it
+// open; the step keeps the lock's facts for the click and its audit line.
+func (s *infraStep) locked(x *Exec, l *StateLock, what string) Result {
+	when := "an unknown time"
+	if !l.Created.IsZero() {
+		when = l.Created.UTC().Format("2006-01-02 15:04:05") + " UTC"
+	}
+	x.Set("lock_id", l.ID)
+	x.Set("lock", fmt.Sprintf("lock %s, %s by %s since %s", l.ID, l.Operation, l.Who, when))
+	state := "Terraform still holds it"
+	if l.Stale {
+		state = "no process holds it any more: it was left by a Terraform that was killed"
+	}
+	x.Say(":lock: The %s state is locked (%s):\n• ID `%s`\n• Operation `%s`\n• Who `%s`\n• Since %s\n• Path `%s`",
+		s.env.Name, state, Escape(l.ID), Escape(l.Operation), Escape(l.Who), when, Escape(l.Path))
+	r := Wait(fmt.Sprintf("%s stopped on the %s state lock `%s` (%s by %s since %s). Make sure no Terraform run is still using it, then an approver may Force unlock it; afterwards Re-plan makes a fresh plan for a fresh approval.",
+		what, s.env.Name, Escape(l.ID), Escape(l.Operation), Escape(l.Who), when),
+		Button{Verb: VerbConfirm, Label: "Force unlock", Style: "danger"})
+	r.Note = fmt.Sprintf("the %s state is locked (`%s`, %s)", s.env.Name, Escape(l.ID), Escape(l.Who))
+	r.WaitingOn = GateApprover.String()
+	return r
+}
+
+// forceUnlock answers Force unlock: it releases exactly the lock that was
+// shown, records who did it in the audit log, and offers Re-plan.
+func (s *infraStep) forceUnlock(ctx context.Context, x *Exec, a Action) Result {
+	id := x.Get("lock_id")
+	if id == "" {
+		return unexpected(s.S, a)
+	}
+	t, err := s.tree(ctx, x)
+	if err != nil {
+		return Failed(err)
+	}
+	if x.eng != nil {
+		x.eng.audit(ctx, AuditEvent{RunID: x.Run.ID, Actor: a.User, Action: "terraform.force_unlock", StepID: s.S.ID,
+			Detail: fmt.Sprintf("%s state: %s", s.env.Name, x.Get("lock"))})
+	}
+	if err := t.ForceUnlock(ctx, s.env, id); err != nil {
+		return FailedText("force-unlock of the %s state (lock `%s`) failed: %s\nRetry re-plans, which shows the lock again if it is still there.", s.env.Name, Escape(id), Escape(err.Error()))
+	}
+	x.Set("lock_id", "")
+	r := Wait(fmt.Sprintf("The %s state lock `%s` is released. Re-plan makes a fresh plan from the state as it is now, for a fresh approval; the old plan is never applied.", s.env.Name, Escape(id)), replan)
+	r.Note = fmt.Sprintf("state lock `%s` released by <@%s>", Escape(id), a.User)
+	r.Say = fmt.Sprintf(":unlock: <@%s> force-unlocked the %s state (%s).", a.User, s.env.Name, Escape(x.Get("lock")))
+	return r
 }

@@ -29,6 +29,16 @@ type Compensator interface {
 	Compensate(ctx context.Context, x *Exec) error
 }
 
+// Interrupter is implemented by non-idempotent steps that know better than
+// "Retry or Cancel" what people must decide when deploybot stopped while
+// they ran (an apply: Re-plan, or Force unlock first). Resume calls it
+// before committing the step as interrupted; the Result's Note, Prompt,
+// Buttons and WaitingOn replace the generic ones (Cancel is added), and its
+// data is committed with them.
+type Interrupter interface {
+	Interrupted(ctx context.Context, x *Exec) Result
+}
+
 // Gate says who may answer a waiting step.
 type Gate int
 

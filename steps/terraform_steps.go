@@ -27,11 +27,25 @@ func (s *planStep) Start(ctx context.Context, x *Exec) Result {
 		return Failed(err)
 	}
 	// Any earlier approval of this environment is void from here on.
-	for _, k := range []string{"approved_sha256", "approved_commit", "approver"} {
-		x.SetRunValue(planKey(s.env.Name, k), "")
+	s.voidApproval(x)
+	if s.flagged(x) {
+		// The flag is false after a failed or interrupted plan or apply
+		// (standDown): planning again must go through the Airflow check
+		// and set it again, never plan with a stale "cleared".
+		v, err := t.Attribute(s.env.File, s.env.Module, s.env.ClearFlag)
+		if err != nil {
+			return Failed(fmt.Errorf("reading %s in %s: %w", s.env.ClearFlag, s.env.File, err))
+		}
+		if v != "true" {
+			return RewindTo(s.preplan(x), fmt.Sprintf("`%s` is `%s` in %s: checking Airflow and setting it again before planning %s.", s.env.ClearFlag, Escape(v), s.env.File, s.env.Name))
+		}
 	}
 	p, err := t.Plan(ctx, s.env, planChars)
 	if err != nil {
+		s.standDown(ctx, x, t)
+		if l := t.ParseStateLock(err); l != nil {
+			return s.locked(x, l, "terraform plan")
+		}
 		return Failed(fmt.Errorf("terraform plan of %s: %w", s.env.Dir, err))
 	}
 	x.Set("sha256", p.SHA256)
@@ -84,6 +98,8 @@ func (s *planStep) Act(ctx context.Context, x *Exec, a Action) Result {
 		r.Approval = &Approval{Approver: a.User, Decision: VerbReject, PlanSHA256: sha, Commit: commit}
 		r.EndRun = fmt.Sprintf("the %s plan was rejected by <@%s>", s.env.Name, a.User)
 		return r
+	case VerbConfirm:
+		return s.forceUnlock(ctx, x, a)
 	}
 	return s.infraStep.Act(ctx, x, a)
 }
@@ -103,14 +119,26 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 		return Skipped("the plan had no changes")
 	}
 	want := x.RunValue(planKey(env, "approved_sha256"))
-	approvedAt := x.RunValue(planKey(env, "approved_commit"))
 	if want == "" {
-		return RewindTo("plan:"+env, fmt.Sprintf("No approved plan for %s: planning again for approval.", env))
+		// After a failure or an interruption the approval is void
+		// (standDown): Retry and Re-plan land here and start over from
+		// the Airflow check.
+		return RewindTo(s.preplan(x), fmt.Sprintf("No approved plan for %s: planning again for a fresh approval.", env))
 	}
 	t, err := s.tree(ctx, x)
 	if err != nil {
 		return Failed(err)
 	}
+	res := s.apply(ctx, x, t, want)
+	if res.Status == StepFailed || (res.Status == StepWaiting && x.Get("lock_id") != "") {
+		s.standDown(ctx, x, t)
+	}
+	return res
+}
+
+func (s *applyStep) apply(ctx context.Context, x *Exec, t Tree, want string) Result {
+	env := s.env.Name
+	approvedAt := x.RunValue(planKey(env, "approved_commit"))
 	got, err := t.PlanSHA256(s.env)
 	if err != nil || got != want {
 		what := "is gone"
@@ -136,6 +164,9 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 		if strings.Contains(msg, "Saved plan is stale") {
 			return RewindTo("plan:"+env, fmt.Sprintf("Apply refused by Terraform: the saved plan is stale. Planning %s again for a new approval.", env))
 		}
+		if l := t.ParseStateLock(err); l != nil {
+			return s.locked(x, l, "terraform apply")
+		}
 		return FailedText("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500)))
 	}
 	x.SetRunValue(planKey(env, "applied"), "true")
@@ -145,6 +176,44 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 	r.Say = fmt.Sprintf(":white_check_mark: %s applied: `%s` is now `%s`.", env, s.env.VersionAttribute, Escape(x.Run.Version))
 	return r
 }
+
+func (s *applyStep) Act(ctx context.Context, x *Exec, a Action) Result {
+	if a.Verb == VerbConfirm {
+		return s.forceUnlock(ctx, x, a)
+	}
+	return s.infraStep.Act(ctx, x, a)
+}
+
+// Interrupted: deploybot stopped while terraform apply ran (a crash, a
+// kill, or a shutdown whose grace ran out), so the apply may have
+// half-happened. The old plan is never applied again: the environment
+// stands down (flag false, approval void) and people get Re-plan, or first
+// Force unlock when the killed apply left the state locked.
+func (s *applyStep) Interrupted(ctx context.Context, x *Exec) Result {
+	t, err := s.tree(ctx, x)
+	if err != nil {
+		return Result{Note: "interrupted: deploybot stopped while terraform apply ran",
+			Prompt:  fmt.Sprintf("deploybot stopped while `terraform apply` ran for %s, and the working copy cannot be opened now (%s). Check the state by hand, then Cancel the run.", s.env.Name, Escape(err.Error())),
+			Buttons: []Button{replan}}
+	}
+	s.standDown(ctx, x, t)
+	l, err := t.StateLock(ctx, s.env)
+	if err != nil {
+		x.Say(":warning: Could not read the state lock of %s: %s", s.env.Name, Escape(err.Error()))
+	}
+	if l != nil {
+		r := s.locked(x, l, "the interrupted terraform apply")
+		r.Note = "interrupted: deploybot stopped while terraform apply ran; the state is locked"
+		return r
+	}
+	return Result{Note: "interrupted: deploybot stopped while terraform apply ran",
+		Prompt:  fmt.Sprintf("deploybot stopped while `terraform apply` ran for %s, so it may have half-applied. The approved plan will not be applied again: Re-plan checks again, plans afresh from the state as it is now and asks for a new approval.", s.env.Name),
+		Buttons: []Button{replan}}
+}
+
+// replan is Retry under the name of what it does for Terraform steps: the
+// step starts again, finds no approval and rewinds to a fresh plan.
+var replan = Button{Verb: VerbRetry, Label: "Re-plan", Style: "primary"}
 
 // progress streams apply output into one thread message, edited at most
 // every progressEvery with the latest lines, so Slack's rate limits and
@@ -257,12 +326,14 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 	x.SetRunValue("infra_commit", sha)
 	x.SetRunValue("infra_branch", t.Branch())
 	pushed := true
-	if err := t.Push(ctx); err != nil {
+	already, err := t.Push(ctx)
+	if err != nil {
 		if !errors.Is(err, ErrNoPush) {
 			return Failed(fmt.Errorf("pushing %s: %w", t.Branch(), err))
 		}
 		pushed = false
 	}
+
 	if pushed {
 		// Check what actually left the building, not only the working copy.
 		if err := checkFlags(s.svc, func(env *configEnv) (string, error) {
@@ -270,7 +341,13 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 		}); err != nil {
 			return Failed(fmt.Errorf("after pushing %s: %w", t.Branch(), err))
 		}
-		x.Say(":arrow_up: Committed `%s` on `%s` and pushed it: %s", short(sha), t.Branch(), strings.Join(envs, ", "))
+		if already {
+			// A push that landed before a restart (or a timeout) is not
+			// repeated: the remote was looked at first.
+			x.Say(":arrow_up: `%s` was already at our commit `%s` on the remote, so it was not pushed again: %s", t.Branch(), short(sha), strings.Join(envs, ", "))
+		} else {
+			x.Say(":arrow_up: Committed `%s` on `%s` and pushed it: %s", short(sha), t.Branch(), strings.Join(envs, ", "))
+		}
 	} else {
 		x.Say(":floppy_disk: Committed `%s` on `%s`.", short(sha), t.Branch())
 	}

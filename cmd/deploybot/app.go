@@ -211,10 +211,27 @@ func (m *Main) Run(ctx context.Context) error {
 	return m.Socket.Run(ctx)
 }
 
-// Close stops the engine (running steps stay recorded as running and resume
-// on the next start), flushes messages and closes the store.
-func (m *Main) Close() error {
+// Close shuts down: it takes no new work, lets a running terraform apply
+// finish for up to shutdown_grace (CloseContext with a context that ends
+// sooner cuts that short), then stops the engine (steps still running stay
+// recorded as running and resume on the next start), flushes messages and
+// closes the store.
+func (m *Main) Close() error { return m.CloseContext(context.Background()) }
+
+// CloseContext is Close where ctx ending (a second SIGTERM) ends the grace
+// period early.
+func (m *Main) CloseContext(ctx context.Context) error {
 	var errs []error
+	if m.Engine != nil && m.Config != nil {
+		// Slack is already disconnected (Run returned), so no clicks
+		// arrive; the engine refuses any that were in flight.
+		grace, cancel := context.WithTimeout(ctx, m.Config.ShutdownGrace)
+		if !m.Engine.Drain(grace) {
+			m.Log.Warn("shutdown grace over: a running apply was cancelled; it will show as interrupted on the next start",
+				zap.Duration("shutdown_grace", m.Config.ShutdownGrace))
+		}
+		cancel()
+	}
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, m.http.Shutdown(ctx))

@@ -31,12 +31,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// SIGTERM or SIGINT stops taking work; a running terraform apply then
+	// gets shutdown_grace to finish (Close). A second signal cuts the
+	// grace short.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := m.Run(ctx)
-	if cerr := m.Close(); err == nil {
+	// Listen for the second signal before releasing the first listener:
+	// in between, a signal would kill the process outright.
+	again, stopAgain := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stop()
+	if cerr := m.CloseContext(again); err == nil {
 		err = cerr
 	}
+	stopAgain()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "deploybot:", err)
 		os.Exit(1)

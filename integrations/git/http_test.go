@@ -120,7 +120,7 @@ func TestHTTPSTokenOnlyThroughAskpass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Push(ctx); err != nil {
+	if _, err := w.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := gitT(t, remote, "rev-parse", "refs/heads/deploybot/run-1"); got != sha {
@@ -133,10 +133,11 @@ func TestHTTPSTokenOnlyThroughAskpass(t *testing.T) {
 		t.Fatalf("server saw %d rejected, %d authorized requests", srv.rejected.Load(), srv.authorized.Load())
 	}
 	// Asked once per command that talks to the remote (fetch in Open,
-	// ls-remote, push) and never for local ones, so a rotated token is
-	// always picked up and local children never hold it.
-	if got := calls.Load(); got != 3 {
-		t.Errorf("Token called %d times, want 3", got)
+	// ls-remote of the base, ls-remote of the run branch before pushing,
+	// push) and never for local ones, so a rotated token is always picked
+	// up and local children never hold it.
+	if got := calls.Load(); got != 4 {
+		t.Errorf("Token called %d times, want 4", got)
 	}
 
 	askpassDir := r.askpassDir
@@ -272,7 +273,7 @@ func TestHTTPSRedactsTokenEchoedByRemote(t *testing.T) {
 	if _, err := w.Commit(ctx, "x", devTF); err != nil {
 		t.Fatal(err)
 	}
-	err = w.Push(ctx)
+	_, err = w.Push(ctx)
 	ge := asGitError(t, err)
 	msg := err.Error()
 	if !strings.HasPrefix(msg, "git push ") || !strings.Contains(ge.Stderr, "pre-receive hook declined") {

@@ -237,6 +237,22 @@ func (r *Repo) RemoteBaseCommit(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("git: branch %q not found on origin", r.base)
 }
 
+// remoteRef asks the remote where ref is now ("" when it does not exist).
+func (r *Repo) remoteRef(ctx context.Context, ref string) (string, error) {
+	out, err := r.run(ctx, r.Dir, runOpts{remote: true}, "ls-remote", "origin", ref)
+	if err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		sha, name, ok := strings.Cut(sc.Text(), "\t")
+		if ok && name == ref {
+			return sha, nil
+		}
+	}
+	return "", nil
+}
+
 func (r *Repo) revParse(ctx context.Context, dir, rev string) (string, error) {
 	out, err := r.run(ctx, dir, runOpts{}, "rev-parse", "--verify", "--end-of-options", rev+"^{commit}")
 	if err != nil {

@@ -102,7 +102,7 @@ func TestWorktreeCommitPush(t *testing.T) {
 		t.Fatalf("empty Commit = %q, %v; want %s", again, err, sha)
 	}
 
-	if err := w.Push(ctx); err != nil {
+	if _, err := w.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := gitT(t, remote, "rev-parse", "refs/heads/deploybot/run-1"); got != sha {
@@ -137,7 +137,7 @@ func TestWorktreeCommitPush(t *testing.T) {
 		t.Fatalf("Dirty after full commit = %v, %v", dirty, err)
 	}
 	// Second push: the lease on our own previous push holds.
-	if err := w.Push(ctx); err != nil {
+	if _, err := w.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := gitT(t, remote, "rev-parse", "refs/heads/deploybot/run-1"); got != sha2 {
@@ -151,7 +151,7 @@ func TestWorktreeCommitPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Push(ctx); err != nil {
+	if _, err := w.Push(ctx); err != nil {
 		t.Fatalf("rewriting own branch: %v", err)
 	}
 	if got := gitT(t, remote, "rev-parse", "refs/heads/deploybot/run-1"); got != sha3 {
@@ -164,9 +164,9 @@ func TestWorktreeCommitPush(t *testing.T) {
 	if _, err := w.Commit(ctx, "more", devTF); err != nil {
 		t.Fatal(err)
 	}
-	err = w.Push(ctx)
-	ge := asGitError(t, err)
-	if ge.Args[0] != "push" || !strings.Contains(err.Error(), "git push") || !strings.Contains(ge.Stderr, "stale info") {
+	_, err = w.Push(ctx)
+	var nff *NonFastForwardError
+	if !errors.As(err, &nff) || nff.Remote != theirs || !strings.Contains(err.Error(), theirs) || !strings.Contains(err.Error(), "non-fast-forward") {
 		t.Fatalf("push over someone else's commit: %v", err)
 	}
 	if got := gitT(t, remote, "rev-parse", "refs/heads/deploybot/run-1"); got != theirs {
@@ -198,7 +198,8 @@ func TestWorktreesAreIsolatedAndConcurrent(t *testing.T) {
 				if shas[i], err = w.Commit(ctx, fmt.Sprintf("run %d", i), devTF); err != nil {
 					return err
 				}
-				return w.Push(ctx)
+				_, err = w.Push(ctx)
+				return err
 			}()
 		}()
 	}
@@ -544,5 +545,41 @@ func TestRebaseKeepsEditsOnANewBase(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(wt.Dir, devTF)); string(b) != edited {
 		t.Errorf("edit lost: %q", b)
+	}
+}
+
+// A push whose answer was lost (a timeout after the remote took it) is
+// repeated after a restart: the second push must see the branch already at
+// our commit and push nothing.
+func TestPushSeesBranchAlreadyAtOurCommit(t *testing.T) {
+	ctx := testCtx(t)
+	remote, _ := newRemote(t)
+	r := openT(t, Options{CloneURL: "file://" + remote, BaseBranch: "main", Workdir: t.TempDir()})
+	w, err := r.Worktree(ctx, "run-1", "deploybot/run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(w.Dir, devTF), "# bumped\n")
+	sha, err := w.Commit(ctx, "bump", devTF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if already, err := w.Push(ctx); err != nil || already {
+		t.Fatalf("first push = %v, %v; want a push", already, err)
+	}
+	// Forget that we pushed, as a crash before recording it would.
+	gitT(t, w.Dir, "update-ref", "-d", "refs/remotes/origin/deploybot/run-1")
+	// A hook that fails every push proves the second call pushes nothing.
+	hook := filepath.Join(remote, "hooks", "pre-receive")
+	writeFile(t, hook, "#!/bin/sh\necho 'no pushes expected' >&2\nexit 1\n")
+	if err := os.Chmod(hook, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	already, err := w.Push(ctx)
+	if err != nil || !already {
+		t.Fatalf("second push = %v, %v; want already at %s", already, err, sha)
+	}
+	if got := gitT(t, remote, "rev-parse", "refs/heads/deploybot/run-1"); got != sha {
+		t.Fatalf("remote branch = %s, want %s", got, sha)
 	}
 }

@@ -208,23 +208,69 @@ func (w *Worktree) Commit(ctx context.Context, message string, paths ...string) 
 	return w.Head(ctx)
 }
 
-// Push publishes the run's branch. When this clone pushed the branch before,
-// the push is forced with a lease on that commit, so the run may rewrite its
-// own branch (say, rebuilt on a newer base) but never overwrites commits
-// someone else pushed to it meanwhile. Otherwise it is an ordinary push,
-// which cannot destroy anything.
-func (w *Worktree) Push(ctx context.Context) error {
+// Push publishes the run's branch, looking at the remote first, because a
+// push that timed out may have landed and a branch may have been pushed by
+// someone else meanwhile:
+//   - the remote branch is already at our commit: nothing is pushed and
+//     already is true (a resumed run repeating its push);
+//   - it is where this clone last pushed it: the push is forced with a lease
+//     on that commit, so the run may rewrite its own branch (rebuilt on a
+//     newer base) but never overwrites what someone pushed since;
+//   - it is behind our commit, or absent: an ordinary push;
+//   - anything else is refused with a *NonFastForwardError naming both
+//     commits: those commits are someone else's work.
+func (w *Worktree) Push(ctx context.Context) (already bool, err error) {
 	r := w.repo
 	ref := "refs/heads/" + w.Branch
+	head, err := w.Head(ctx)
+	if err != nil {
+		return false, err
+	}
+	remote, err := r.remoteRef(ctx, ref)
+	if err != nil {
+		return false, err
+	}
+	if remote == head {
+		// Record it as ours, so a later rewrite may lease on it.
+		if _, err := r.run(ctx, w.Dir, runOpts{}, "update-ref", "refs/remotes/origin/"+w.Branch, head); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
 	args := []string{"push", "-q"}
-	if sha, ok, err := r.refExists(ctx, w.Dir, "refs/remotes/origin/"+w.Branch); err != nil {
-		return err
-	} else if ok {
-		args = append(args, "--force-with-lease="+ref+":"+sha)
+	if remote != "" {
+		mine, ok, err := r.refExists(ctx, w.Dir, "refs/remotes/origin/"+w.Branch)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case ok && mine == remote:
+			args = append(args, "--force-with-lease="+ref+":"+mine)
+		case w.isAncestor(ctx, remote, head):
+		default:
+			return false, &NonFastForwardError{Branch: w.Branch, Remote: remote, Local: head}
+		}
 	}
 	args = append(args, "origin", ref+":"+ref)
-	_, err := r.run(ctx, w.Dir, runOpts{remote: true}, args...)
-	return err
+	_, err = r.run(ctx, w.Dir, runOpts{remote: true}, args...)
+	return false, err
+}
+
+// NonFastForwardError: the remote branch holds commits this run did not
+// make, so pushing would lose them.
+type NonFastForwardError struct {
+	Branch, Remote, Local string
+}
+
+func (e *NonFastForwardError) Error() string {
+	return fmt.Sprintf("git: not pushing %s (non-fast-forward): the remote branch is at %s, which is neither our commit %s nor behind it, so someone else pushed to it. Look at %s on the remote: keep their work by cancelling this run, or delete the remote branch and Retry to push ours", e.Branch, e.Remote, e.Local, e.Remote)
+}
+
+// isAncestor reports whether commit a is in b's history. A commit this
+// clone does not have cannot be, so a missing object answers false.
+func (w *Worktree) isAncestor(ctx context.Context, a, b string) bool {
+	_, err := w.repo.run(ctx, w.Dir, runOpts{}, "merge-base", "--is-ancestor", a, b)
+	return err == nil
 }
 
 // ShowFile returns path (relative to the repository root) as stored in rev,

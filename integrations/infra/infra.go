@@ -261,11 +261,45 @@ func (t *tree) Commit(ctx context.Context, message string, files ...string) (str
 	return t.wt.Commit(ctx, message, files...)
 }
 
-func (t *tree) Push(ctx context.Context) error {
+func (t *tree) Push(ctx context.Context) (bool, error) {
 	if !local(t.in.cfg.CloneURL) && (t.in.token == nil || t.in.token() == "") {
-		return steps.ErrNoPush
+		return false, steps.ErrNoPush
 	}
 	return t.wt.Push(ctx)
+}
+
+func (t *tree) StateLock(ctx context.Context, env *config.Environment) (*steps.StateLock, error) {
+	r, err := t.runner(env)
+	if err != nil {
+		return nil, err
+	}
+	l, err := r.LockInfo()
+	if err != nil || l == nil {
+		return nil, err
+	}
+	return stateLock(l), nil
+}
+
+func (t *tree) ForceUnlock(ctx context.Context, env *config.Environment, lockID string) error {
+	r, err := t.runner(env)
+	if err != nil {
+		return err
+	}
+	return r.ForceUnlock(ctx, lockID)
+}
+
+func (t *tree) ParseStateLock(err error) *steps.StateLock {
+	if err == nil {
+		return nil
+	}
+	if l := terraform.ParseLockError(err.Error()); l != nil {
+		return stateLock(l)
+	}
+	return nil
+}
+
+func stateLock(l *terraform.Lock) *steps.StateLock {
+	return &steps.StateLock{ID: l.ID, Path: l.Path, Operation: l.Operation, Who: l.Who, Version: l.Version, Created: l.Created, Stale: !l.Held}
 }
 
 func (t *tree) CommittedAttribute(ctx context.Context, file, module, attr string, pushed bool) (string, error) {
