@@ -232,7 +232,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 			continue
 		}
 		var events []AuditEvent
-		var held []string
+		var held []OutboxEntry
 		if cur := r.Current(); cur != nil && cur.Status == StepRunning {
 			if impl[cur.Index].Spec().Idempotent {
 				cur.Status = StepPending
@@ -265,14 +265,13 @@ func (e *Engine) Resume(ctx context.Context) error {
 		if cur := r.Current(); cur != nil {
 			says = append(says, fmt.Sprintf(":arrows_counterclockwise: deploybot restarted and picked this run up again at step %d, “%s” (%s).", cur.Index+1, cur.Title, cur.Status))
 		}
-		err = e.save(ctx, l, Changes{Events: events, Outbox: sayAll(says...)})
+		// What the interrupted step said (the lock, the flag restored)
+		// comes before the restart notice, in the same commit.
+		err = e.save(ctx, l, Changes{Events: events, Outbox: append(held, sayAll(says...)...)})
 		snap := r.Clone()
 		l.mu.Unlock()
 		if err != nil {
 			return err
-		}
-		for _, h := range held {
-			e.notify.Say(snap, h)
 		}
 		e.notify.RunChanged(snap)
 		e.kick(r.ID)

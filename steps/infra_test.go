@@ -121,8 +121,8 @@ func TestCommitSaysWhenTheBranchWasAlreadyPushed(t *testing.T) {
 	if res.Status != StepWaiting || !strings.Contains(res.Prompt, "is pushed") {
 		t.Fatalf("status=%s prompt=%q", res.Status, res.Prompt)
 	}
-	if len(x.held) != 1 || !strings.Contains(x.held[0], "already at our commit `c0ffee`") || !strings.Contains(x.held[0], "not pushed again") {
-		t.Errorf("thread = %q", x.held)
+	if len(x.held) != 1 || !strings.Contains(x.held[0].Text, "already at our commit `c0ffee`") || !strings.Contains(x.held[0].Text, "not pushed again") {
+		t.Errorf("thread = %+v", x.held)
 	}
 }
 
@@ -152,7 +152,11 @@ func TestPlanStoppedByLockShowsItAndForceUnlocks(t *testing.T) {
 	if x.runData[planKey("prod", "approved_sha256")] != "" {
 		t.Error("an old approval survived")
 	}
-	said := strings.Join(x.held, "\n")
+	var lines []string
+	for _, h := range x.held {
+		lines = append(lines, h.Text)
+	}
+	said := strings.Join(lines, "\n")
 	for _, want := range []string{"ID `abc-123`", "Operation `OperationTypeApply`", "ci@runner &lt;!channel&gt;", "2026-12-01 10:00:00 UTC"} {
 		if !strings.Contains(said, want) {
 			t.Errorf("the thread lacks %q:\n%s", want, said)

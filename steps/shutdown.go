@@ -183,13 +183,13 @@ func (e *Engine) Drain(ctx context.Context) bool {
 // stopped while it ran; the caller (Resume) holds the run's lock and
 // commits the result. It returns the thread lines the step said, to be
 // posted once committed.
-func (e *Engine) interrupted(ctx context.Context, in Interrupter, r *Run, cur *StepState) []string {
+func (e *Engine) interrupted(ctx context.Context, in Interrupter, r *Run, cur *StepState) []OutboxEntry {
 	snap := r.Clone()
 	x := e.newExec(snap, snap.Step(cur.Index))
 	x.hold = true
 	var res Result
 	if err := e.safely(func() error { res = in.Interrupted(ctx, x); return nil }); err != nil {
-		return []string{":warning: " + Escape(err.Error())}
+		return sayAll(":warning: " + Escape(err.Error()))
 	}
 	for k, v := range x.data {
 		if cur.Data == nil {
