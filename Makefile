@@ -1,7 +1,7 @@
 # deploybot: the two set-up commands are `make console` and `make test`.
 GO ?= go
 
-.PHONY: console test bench build terraform fmt vet
+.PHONY: console test bench build terraform fmt vet fuzz crash-matrix
 
 # Runs the bot's main job with no account: the console against examples/.
 console: terraform
@@ -23,3 +23,8 @@ build:
 # Terraform 1.5.7 (the last MPL release), built from the Go module proxy into ./bin.
 terraform:
 	./scripts/install-terraform.sh
+
+# Every fuzz target for FUZZTIME each (default 30s); new interesting inputs
+# join the committed seed corpora that `make test` replays.
+fuzz:
+	./scripts/fuzz.sh

@@ -36,3 +36,24 @@ func TestWatchResultCountsWhatWasChecked(t *testing.T) {
 		t.Errorf("nothing checked offers %v, want retry and skip", verbs)
 	}
 }
+
+// Sentry and GitHub text going into mrkdwn: whatever it is, escaped it
+// carries no mention, link or channel ping, and it reads back unchanged.
+func FuzzEscape(f *testing.F) {
+	for _, s := range []string{"<!channel>", "<@U0ALICE>", "<#C0DEPLOYS|deploys>", "<https://evil.example|click>", "a & b", "&lt;!here&gt;", "KeyError: '<' not supported", "<!subteam^S0MAINTAINERS>"} {
+		f.Add(s)
+	}
+	unescape := strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
+	f.Fuzz(func(t *testing.T, s string) {
+		e := Escape(s)
+		if strings.ContainsAny(e, "<>") {
+			t.Fatalf("Escape(%q) = %q still holds < or >", s, e)
+		}
+		if got := unescape.Replace(e); got != s {
+			t.Fatalf("Escape(%q) = %q reads back as %q", s, e, got)
+		}
+		if o := oneLine(e, 200); strings.ContainsAny(o, "<>") {
+			t.Fatalf("oneLine(Escape(%q)) = %q", s, o)
+		}
+	})
+}
