@@ -79,6 +79,11 @@ type Config struct {
 	// ShutdownGrace (shutdown_grace, default 10m) is how long a SIGTERM
 	// lets a running terraform apply finish before it is cancelled.
 	ShutdownGrace time.Duration
+	// HTTPTimeout (added key http_timeout, default 30s) bounds every single
+	// request to GitHub, Airflow and Sentry, so a system that accepts a
+	// connection and never answers fails the step (with Retry) instead of
+	// holding it forever.
+	HTTPTimeout time.Duration
 	Log           Log
 	Slack         Slack
 	GitHub        *GitHub  // nil when the section is absent

@@ -48,7 +48,7 @@ var secretPrefixes = []struct{ prefix, env string }{
 	{"sntryu_", "SENTRY_AUTH_TOKEN"},
 }
 
-var topKeys = []string{"state_path", "http_addr", "shutdown_grace", "log", "slack", "github", "infra", "airflow", "sentry", "incident", "services"}
+var topKeys = []string{"state_path", "http_addr", "shutdown_grace", "http_timeout", "log", "slack", "github", "infra", "airflow", "sentry", "incident", "services"}
 
 // walker walks the YAML tree and collects every problem instead of stopping
 // at the first.
@@ -135,6 +135,12 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 		c.StatePath = w.resolve(c.StatePath)
 	}
 	c.HTTPAddr = w.str(f, "http_addr", false, "127.0.0.1:9090", hostPort)
+	c.HTTPTimeout = 30 * time.Second
+	if n := f.vals["http_timeout"]; n != nil {
+		if d, ok := w.duration(n, f.at("http_timeout")); ok {
+			c.HTTPTimeout = d
+		}
+	}
 	c.ShutdownGrace = 10 * time.Minute
 	if n := f.vals["shutdown_grace"]; n != nil {
 		if d, ok := w.duration(n, f.at("shutdown_grace")); ok {

@@ -127,7 +127,10 @@ func (m *Main) Run(ctx context.Context) error {
 	var token func() string
 	if cfg.GitHub != nil {
 		gh, err := github.New(cfg.GitHub.APIURL, github.Auth{Token: cfg.Secrets.GitHubToken.Reveal(), AppID: cfg.Secrets.GitHubAppID,
-			InstallationID: cfg.Secrets.GitHubAppInstallationID, PrivateKey: []byte(cfg.Secrets.GitHubAppPrivateKey.Reveal())})
+			InstallationID: cfg.Secrets.GitHubAppInstallationID, PrivateKey: []byte(cfg.Secrets.GitHubAppPrivateKey.Reveal())},
+			// Per attempt, not per call: the client's own retries and
+			// rate-limit waits must not be cut short by it.
+			github.WithHTTPClient(&http.Client{Transport: perAttempt(cfg.HTTPTimeout)}))
 		if err != nil {
 			return err
 		}
@@ -155,11 +158,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	if cfg.Airflow != nil {
-		af := airflow.New(cfg.Airflow.URL, cfg.Airflow.APIVersion, cfg.Secrets.AirflowUsername, cfg.Secrets.AirflowPassword.Reveal())
+		af := airflow.New(cfg.Airflow.URL, cfg.Airflow.APIVersion, cfg.Secrets.AirflowUsername, cfg.Secrets.AirflowPassword.Reveal(),
+			airflow.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}))
 		rb.AutomateAirflow(airflow.Steps{Client: af}, cfg.Airflow.DataRefreshDAGs)
 	}
 	if cfg.Sentry != nil {
-		sn := sentryweb.New(cfg.Sentry.URL, cfg.Sentry.Org, cfg.Secrets.SentryAuthToken.Reveal())
+		sn := sentryweb.New(cfg.Sentry.URL, cfg.Sentry.Org, cfg.Secrets.SentryAuthToken.Reveal(),
+			sentryweb.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}))
 		rb.AutomateSentry(sentryweb.Steps{Client: sn, Project: cfg.Sentry.Project}, cfg.Sentry)
 	}
 
@@ -334,4 +339,13 @@ type zapWriter struct{ log *zap.Logger }
 func (w zapWriter) Write(p []byte) (int, error) {
 	w.log.Debug(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// perAttempt is a transport whose every request must start answering
+// within d: a GitHub that accepts the connection and says nothing fails the
+// attempt, which the client's retry policy then judges.
+func perAttempt(d time.Duration) http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = d
+	return t
 }

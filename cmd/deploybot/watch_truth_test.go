@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -118,6 +119,7 @@ func TestSentryAlertsInBothShapesAreLinkedOnce(t *testing.T) {
 			linked = append(linked, ev.Detail)
 		}
 	}
+	sort.Strings(linked) // alerts are handled concurrently
 	if strings.Join(linked, ",") != "sentry issue 9002,sentry issue 9003" {
 		t.Errorf("alerts linked: %v, want 9002 and 9003 once each", linked)
 	}

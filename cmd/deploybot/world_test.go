@@ -43,6 +43,19 @@ type world struct {
 	work   string
 	msgTS  string
 	watch  string // sentry.watch; set it before writeConfig
+	// via replaces a system's URL in the config ("github", "airflow",
+	// "sentry"): a fault proxy in front of its test server. top is added
+	// to the config's top level.
+	via map[string]string
+	top string
+}
+
+// url is where the config sends deploybot for a system.
+func (w *world) url(system, real string) string {
+	if u := w.via[system]; u != "" {
+		return u
+	}
+	return real
 }
 
 // sections lists which optional sections the config has.
@@ -96,17 +109,18 @@ func (w *world) writeConfig(with sections) {
 	t := w.t
 	var b strings.Builder
 	fmt.Fprintf(&b, baseConfig+"incident:\n  create_channel: true\n", w.srv.APIURL())
+	b.WriteString(w.top)
 	if with.github {
-		fmt.Fprintf(&b, "github:\n  api_url: %s\n  monorepo: %s\n  infra_repo: %s\n  poll_interval: 50ms\n", w.gh.URL(), monorepo, infraRepo)
+		fmt.Fprintf(&b, "github:\n  api_url: %s\n  monorepo: %s\n  infra_repo: %s\n  poll_interval: 50ms\n", w.url("github", w.gh.URL()), monorepo, infraRepo)
 	}
 	if with.infra {
 		b.WriteString(infraConfig(w.remote, w.work, terraformBin(t)))
 	}
 	if with.airflow {
-		fmt.Fprintf(&b, "airflow:\n  url: %s\n  api_version: 2\n", w.af.URL())
+		fmt.Fprintf(&b, "airflow:\n  url: %s\n  api_version: 2\n", w.url("airflow", w.af.URL()))
 	}
 	if with.sentry {
-		fmt.Fprintf(&b, "sentry:\n  url: %s\n  org: %s\n  project: ingestion-server\n  environments: {dev: staging, prod: production}\n  watch: %s\n  poll_interval: 50ms\n", w.sn.URL(), w.sn.Org(), w.watch)
+		fmt.Fprintf(&b, "sentry:\n  url: %s\n  org: %s\n  project: ingestion-server\n  environments: {dev: staging, prod: production}\n  watch: %s\n  poll_interval: 50ms\n", w.url("sentry", w.sn.URL()), w.sn.Org(), w.watch)
 	}
 	b.WriteString(`services:
   ingestion-server:
