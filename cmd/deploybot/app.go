@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/internal/sentrylog"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -258,22 +260,31 @@ func (m *Main) setupLog() error {
 	}
 	// The console prints the conversation on stdout; logs go to stderr.
 	core := zapcore.NewCore(encoder, zapcore.AddSync(m.Stderr), level)
-	var opts []zap.Option
 	if dsn := m.Config.Secrets.SentryDSN; dsn.IsSet() {
 		if err := sentry.Init(sentry.ClientOptions{Dsn: dsn.Reveal(), AttachStacktrace: true, Transport: m.SentryTransport}); err != nil {
 			return errors.New("SENTRY_DSN is not a valid DSN")
 		}
 		m.sentry = true
-		// The bot's own errors go to Sentry: every error-level log entry.
-		opts = append(opts, zap.Hooks(func(e zapcore.Entry) error {
-			if e.Level >= zapcore.ErrorLevel {
-				sentry.CaptureMessage(e.Message)
-			}
-			return nil
-		}))
+		// The bot's own errors go to Sentry: every error-level log entry,
+		// with its error as the exception and its run_id, service and step
+		// as tags. No credential may ride along in an error's text.
+		core = zapcore.NewTee(core, sentrylog.New(sentrylog.Redact(secretValues(m.Config.Secrets)...)))
 	}
-	m.Log = zap.New(core, opts...)
+	m.Log = zap.New(core)
 	return nil
+}
+
+// secretValues lists every credential in s, so that new ones are redacted
+// from Sentry events without anyone remembering to add them here.
+func secretValues(s config.Secrets) []string {
+	var out []string
+	v := reflect.ValueOf(s)
+	for i := 0; i < v.NumField(); i++ {
+		if sec, ok := v.Field(i).Interface().(config.Secret); ok && sec.IsSet() {
+			out = append(out, sec.Reveal())
+		}
+	}
+	return out
 }
 
 func (m *Main) serveHTTP() error {
