@@ -56,6 +56,15 @@ type Main struct {
 	// sentry.MockTransport to see what would be reported).
 	SentryTransport sentry.Transport
 
+	// Customize, when set, is called with the runbooks once every
+	// integration has registered its steps, before any run is built or
+	// resumed. BeforeHandle, when set, becomes the Socket Mode adapter's
+	// bot.Socket.BeforeHandle. Both are nil in the real program: they exist
+	// so end-to-end tests can make a step or a handler panic and watch the
+	// whole program survive it.
+	Customize    func(rb *steps.Runbooks)
+	BeforeHandle func(kind string)
+
 	infra    *infra.Infra
 	http     *http.Server
 	httpAddr string
@@ -182,6 +191,9 @@ func (m *Main) Run(ctx context.Context) error {
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}
 	rb.AutomateIncidents(&bot.Announcer{Chat: chat, Channels: channels, Groups: groups}, cfg)
+	if m.Customize != nil {
+		m.Customize(rb)
+	}
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
@@ -199,6 +211,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if console == nil {
 		m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
+		m.Socket.BeforeHandle = m.BeforeHandle
 		m.ready = m.Socket.Connected
 	}
 	if err := m.serveHTTP(); err != nil {
