@@ -111,6 +111,12 @@ func (c *Core) Write(e zapcore.Entry, fs []zapcore.Field) error {
 			x.Stacktrace.Frames = trimLogging(x.Stacktrace.Frames)
 		}
 	}
+	if len(ev.Exception) == 0 {
+		// No error to carry a stack: say where the entry was logged.
+		st := sentry.NewStacktrace()
+		st.Frames = trimLogging(st.Frames)
+		ev.Threads = []sentry.Thread{{Stacktrace: st, Current: true}}
+	}
 	if len(extra) > 0 {
 		ev.Contexts["log"] = extra
 	}

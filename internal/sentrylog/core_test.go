@@ -101,6 +101,11 @@ func TestBelowErrorNotSent(t *testing.T) {
 	if n := len(tr.Events()); n != 1 {
 		t.Fatalf("%d events after one error", n)
 	}
+	// Without an error, the event still says where it was logged.
+	th := tr.Events()[0].Threads
+	if len(th) != 1 || th[0].Stacktrace == nil || th[0].Stacktrace.Frames[len(th[0].Stacktrace.Frames)-1].Function != "TestBelowErrorNotSent" {
+		t.Errorf("threads %+v", th)
+	}
 }
 
 func TestSecretsRedacted(t *testing.T) {
