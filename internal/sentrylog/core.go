@@ -125,6 +125,11 @@ func (c *Core) Write(e zapcore.Entry, fs []zapcore.Field) error {
 		hub = sentry.CurrentHub()
 	}
 	hub.CaptureEvent(ev)
+	if e.Level > zapcore.ErrorLevel {
+		// Panic and Fatal end the goroutine or the process right after
+		// writing: the event must be on its way first.
+		hub.Flush(2 * time.Second)
+	}
 	return nil
 }
 
