@@ -39,7 +39,9 @@ func airflowCheckWithABug() {
 	dags["image_data_refresh"] = true // assignment to entry in nil map
 }
 
-func handlerWithABug() { panic("handler bug") }
+// handlerWithABug panics with a value quoting a token, as an error quoting a
+// request might: Sentry must get it redacted.
+func handlerWithABug() { panic("handler bug near " + testEnv["SLACK_BOT_TOKEN"]) }
 
 // startCustomized is harness.start with a chance to set Main's test seams
 // before Run.
@@ -155,6 +157,9 @@ func TestPanicsAreReportedAndTheBotLivesOn(t *testing.T) {
 	}
 	if !hasFrame(handlerEv, "handlerWithABug") {
 		t.Errorf("handler panic's stack lacks the panicking function: %+v", handlerEv.Exception)
+	}
+	if !strings.Contains(eventText(handlerEv), "handler bug near [redacted]") {
+		t.Errorf("handler panic's value not redacted as expected: %s", eventText(handlerEv))
 	}
 	if handlerEv.Tags["user"] != carol || handlerEv.Tags["kind"] != "slash_commands" {
 		t.Errorf("handler panic tags: %v", handlerEv.Tags)
