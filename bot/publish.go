@@ -130,6 +130,17 @@ func (b *Bot) pump(p *publisher) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer func() {
+			if v := recover(); v != nil {
+				// A panic while delivering (rendering a run, say) must
+				// neither end the process nor leave this run's publisher
+				// marked running, owing its messages forever: it is
+				// reported and retried later, like a failed send.
+				err := panicError(v)
+				b.log.Error("outbox publisher panicked", zap.String("run_id", p.runID), zap.Error(err), zap.Stack("stack"))
+				b.retryLater(p, 0, err)
+			}
+		}()
 		b.drain(p)
 	}()
 }

@@ -29,6 +29,12 @@ type Socket struct {
 	seen Deliveries
 	log  *zap.Logger
 
+	// BeforeHandle, when set, is called at the start of each envelope's
+	// handler goroutine with the envelope's type ("slash_commands",
+	// "interactive", "events_api"). It exists so end-to-end tests can make
+	// a handler panic and see the bot survive it; set it before Run.
+	BeforeHandle func(kind string)
+
 	mu        sync.Mutex
 	recent    map[string]bool // envelope ids seen by this process
 	connected bool
@@ -64,7 +70,10 @@ func (s *Socket) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.dispatch(ctx)
+		// A panic in dispatch must not leave envelopes unread (and
+		// unacked): it is reported and reading starts again.
+		for !s.dispatchSafely(ctx) {
+		}
 	}()
 	backoff := time.Second
 	var err error
@@ -91,6 +100,18 @@ func (s *Socket) Run(ctx context.Context) error {
 	<-done
 	s.wg.Wait()
 	return nil
+}
+
+// dispatchSafely runs dispatch and reports whether it returned normally
+// (false: it panicked and was reported).
+func (s *Socket) dispatchSafely(ctx context.Context) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("socket dispatch panicked", zap.Error(panicError(p)), zap.Stack("stack"))
+		}
+	}()
+	s.dispatch(ctx)
+	return true
 }
 
 // dispatch reads events. Every envelope is acknowledged first, before any
@@ -120,6 +141,10 @@ func (s *Socket) dispatch(ctx context.Context) {
 			s.wg.Add(1)
 			go func(evt socketmode.Event) {
 				defer s.wg.Done()
+				defer s.recoverHandler(ctx, evt)
+				if s.BeforeHandle != nil {
+					s.BeforeHandle(string(evt.Type))
+				}
 				s.handle(ctx, evt)
 			}(evt)
 		}
@@ -189,6 +214,52 @@ func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 	}
 }
 
+// recoverHandler keeps a panicking envelope handler from taking the bot
+// down: the envelope was acked before the handler started, the panic goes to
+// the log (and so to Sentry, with the panicking goroutine's stack, because
+// this runs inside the deferred call), and the user who asked hears that
+// something went wrong instead of nothing.
+func (s *Socket) recoverHandler(ctx context.Context, evt socketmode.Event) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	fields := []zap.Field{zap.String("kind", string(evt.Type)), zap.Error(panicError(p)), zap.Stack("stack")}
+	if evt.Request != nil {
+		fields = append(fields, zap.String("envelope", evt.Request.EnvelopeID))
+	}
+	var reply Reply
+	switch data := evt.Data.(type) {
+	case slack.SlashCommand:
+		fields = append(fields, zap.String("user", data.UserID), zap.String("command", data.Command))
+		reply = Respond(data.ResponseURL)
+	case slack.InteractionCallback:
+		fields = append(fields, zap.String("user", data.User.ID))
+		if len(data.ActionCallback.BlockActions) > 0 {
+			fields = append(fields, zap.String("action", data.ActionCallback.BlockActions[0].ActionID))
+		}
+		reply = Respond(data.ResponseURL)
+	}
+	s.log.Error("socket handler panicked", fields...)
+	if reply != nil {
+		// Best effort: the handler may have panicked halfway, but a reply
+		// through the response_url needs nothing it could have broken.
+		func() {
+			defer func() { _ = recover() }()
+			s.bot.reply(context.WithoutCancel(ctx), reply, ":warning: Something went wrong inside deploybot while handling that; it has been reported. Check the run's thread before trying again.")
+		}()
+	}
+}
+
+// panicError turns a recovered value into an error for the log, keeping an
+// error's own type (a runtime error) in the chain.
+func panicError(p any) error {
+	if err, ok := p.(error); ok {
+		return fmt.Errorf("panic: %w", err)
+	}
+	return fmt.Errorf("panic: %v", p)
+}
+
 // badMessage handles an envelope slack-go could not parse: it is still
 // acknowledged (or Slack would redeliver it forever), and when it carries a
 // response_url the user hears that it could not be read.
@@ -215,6 +286,7 @@ func (s *Socket) badMessage(ctx context.Context, evt socketmode.Event) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.recoverHandler(ctx, socketmode.Event{Type: evt.Type})
 			s.bot.reply(ctx, Respond(env.Payload.ResponseURL), ":warning: deploybot could not read that request, so it did nothing. Try the command again; `/deploy help` shows the forms.")
 		}()
 	}

@@ -105,7 +105,7 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 		ev.At = e.now().UTC()
 	}
 	if err := e.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
-		e.log.Error("audit append failed", zap.String("action", ev.Action), zap.Error(err))
+		e.log.Error("audit append failed", zap.String("run_id", ev.RunID), zap.String("step", ev.StepID), zap.String("action", ev.Action), zap.Error(err))
 	}
 }
 

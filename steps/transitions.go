@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 
 	"go.uber.org/zap"
 )
@@ -54,16 +53,24 @@ func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 }
 
 // kick advances a run in the background.
-func (e *Engine) kick(runID string) { e.spawn(func() { e.advance(runID) }) }
+func (e *Engine) kick(runID string) { e.spawn(runID, func() { e.advance(runID) }) }
 
 // goEnd finishes ending a run in the background.
-func (e *Engine) goEnd(runID string) { e.spawn(func() { e.finish(runID) }) }
+func (e *Engine) goEnd(runID string) { e.spawn(runID, func() { e.finish(runID) }) }
 
-// spawn runs f on a goroutine that Close waits for.
-func (e *Engine) spawn(f func()) {
+// spawn runs f, the engine's work on runID, on a goroutine that Close waits
+// for. Steps' own panics are caught closer (safely); one in the engine
+// itself is reported here and ends only this goroutine: the run keeps its
+// last committed state, and other runs and the bot go on.
+func (e *Engine) spawn(runID string, f func()) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				e.log.Error("engine panicked", zap.String("run_id", runID), zap.Error(panicError(p)), zap.Stack("stack"))
+			}
+		}()
 		f()
 	}()
 }
@@ -103,7 +110,7 @@ func (e *Engine) advance(runID string) {
 		cur.Note, cur.Prompt, cur.Buttons, cur.WaitingOn, cur.Actor = "", "", nil, "", ""
 		if err := e.save(e.ctx, l, Changes{Events: []AuditEvent{{Actor: BotActor, Action: "step.started", StepID: cur.ID, Detail: fmt.Sprintf("attempt %d", cur.Attempt)}}}); err != nil {
 			l.mu.Unlock()
-			e.log.Error("committing step start failed", zap.String("run", runID), zap.Error(err))
+			e.log.Error("committing step start failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", cur.ID), zap.Error(err))
 			return
 		}
 		idx, seq := cur.Index, cur.Seq
@@ -135,7 +142,7 @@ func (e *Engine) advance(runID string) {
 		end, err := e.apply(e.ctx, l, idx, x, res, BotActor, "")
 		l.mu.Unlock()
 		if err != nil {
-			e.log.Error("committing step result failed", zap.String("run", runID), zap.Error(err))
+			e.log.Error("committing step result failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", st.ID), zap.Error(err))
 			return
 		}
 		if end != "" {
@@ -286,7 +293,7 @@ func (e *Engine) end(runID string, final RunState, outcome, said string, events 
 	snap := l.run.Clone()
 	l.mu.Unlock()
 	if err != nil {
-		e.log.Error("committing run end failed", zap.String("run", runID), zap.Error(err))
+		e.log.Error("committing run end failed", zap.String("run_id", runID), zap.String("service", snap.Service), zap.Error(err))
 		return false, err
 	}
 	e.notify.RunChanged(snap)
@@ -347,7 +354,7 @@ func (e *Engine) finish(runID string) {
 			out = append(out, sayAll(fmt.Sprintf(":rotating_light: Undoing “%s” failed: %s. Fix this by hand.", st.Title, Escape(ev.Detail)))...)
 		}
 		if err := e.save(ctx, l, Changes{Events: []AuditEvent{ev}, Outbox: out}); err != nil {
-			e.log.Error("committing compensation failed", zap.String("run", runID), zap.Error(err))
+			e.log.Error("committing compensation failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", st.ID), zap.Error(err))
 			return
 		}
 		r = l.run
@@ -360,7 +367,7 @@ func (e *Engine) finish(runID string) {
 	r.State = final
 	r.EndedAt = e.now().UTC()
 	if err := e.save(ctx, l, Changes{Events: []AuditEvent{{Actor: BotActor, Action: "run." + string(final), Detail: r.Outcome}}}); err != nil {
-		e.log.Error("committing run end failed", zap.String("run", runID), zap.Error(err))
+		e.log.Error("committing run end failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.Error(err))
 		return
 	}
 	snap := r.Clone()
@@ -372,33 +379,56 @@ func (e *Engine) finish(runID string) {
 }
 
 // A panicking step must fail its step, not take the bot (and every other
-// run) down with it; the stack goes to the log.
-func (e *Engine) safely(f func() error) (err error) {
+// run) down with it. The panic is logged at error level from inside the
+// deferred call, where the stack still holds the panic site, so the Sentry
+// bridge reports the panicking frames, tagged with the run, service and
+// step; the step's note says it was reported, and its Retry is the usual one.
+func (e *Engine) safely(x *Exec, phase string, f func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			e.log.Error("step panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
-			err = fmt.Errorf("internal error in deploybot: %v", p)
+			fields := []zap.Field{zap.String("phase", phase), zap.Error(panicError(p)), zap.Stack("stack")}
+			if x != nil && x.Run != nil {
+				fields = append(fields, zap.String("run_id", x.Run.ID), zap.String("service", x.Run.Service))
+			}
+			if x != nil && x.Step != nil {
+				fields = append(fields, zap.String("step", x.Step.ID))
+			}
+			e.log.Error("step panicked", fields...)
+			v := fmt.Sprint(p)
+			if len(v) > 200 {
+				v = v[:200] + "…"
+			}
+			err = fmt.Errorf("internal error, reported (%s)", v)
 		}
 	}()
 	return f()
 }
 
+// panicError turns a recovered value into an error for the log, keeping an
+// error's own type (a runtime error) in the chain.
+func panicError(p any) error {
+	if err, ok := p.(error); ok {
+		return fmt.Errorf("panic: %w", err)
+	}
+	return fmt.Errorf("panic: %v", p)
+}
+
 func (e *Engine) safeStart(s Step, ctx context.Context, x *Exec) (res Result) {
-	if err := e.safely(func() error { res = s.Start(ctx, x); return nil }); err != nil {
+	if err := e.safely(x, "start", func() error { res = s.Start(ctx, x); return nil }); err != nil {
 		return Failed(err)
 	}
 	return res
 }
 
 func (e *Engine) safeAct(s Step, ctx context.Context, x *Exec, a Action) (res Result) {
-	if err := e.safely(func() error { res = s.Act(ctx, x, a); return nil }); err != nil {
+	if err := e.safely(x, "act", func() error { res = s.Act(ctx, x, a); return nil }); err != nil {
 		return Failed(err)
 	}
 	return res
 }
 
 func (e *Engine) safeCompensate(c Compensator, ctx context.Context, x *Exec) error {
-	return e.safely(func() error { return c.Compensate(ctx, x) })
+	return e.safely(x, "compensate", func() error { return c.Compensate(ctx, x) })
 }
 
 // checkpoint commits a running step's data so far, and the messages it

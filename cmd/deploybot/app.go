@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/internal/sentrylog"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -53,6 +55,15 @@ type Main struct {
 	// SentryTransport replaces the Sentry transport (tests use a
 	// sentry.MockTransport to see what would be reported).
 	SentryTransport sentry.Transport
+
+	// Customize, when set, is called with the runbooks once every
+	// integration has registered its steps, before any run is built or
+	// resumed. BeforeHandle, when set, becomes the Socket Mode adapter's
+	// bot.Socket.BeforeHandle. Both are nil in the real program: they exist
+	// so end-to-end tests can make a step or a handler panic and watch the
+	// whole program survive it.
+	Customize    func(rb *steps.Runbooks)
+	BeforeHandle func(kind string)
 
 	infra    *infra.Infra
 	http     *http.Server
@@ -185,6 +196,9 @@ func (m *Main) Run(ctx context.Context) error {
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}
 	rb.AutomateIncidents(&bot.Announcer{Chat: chat, Channels: channels, Groups: groups}, cfg)
+	if m.Customize != nil {
+		m.Customize(rb)
+	}
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups, cfg.Slack.GroupCacheMaxStale)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
@@ -202,6 +216,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if console == nil {
 		m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
+		m.Socket.BeforeHandle = m.BeforeHandle
 		m.ready = m.Socket.Connected
 	}
 	if err := m.serveHTTP(); err != nil {
@@ -280,22 +295,31 @@ func (m *Main) setupLog() error {
 	}
 	// The console prints the conversation on stdout; logs go to stderr.
 	core := zapcore.NewCore(encoder, zapcore.AddSync(m.Stderr), level)
-	var opts []zap.Option
 	if dsn := m.Config.Secrets.SentryDSN; dsn.IsSet() {
 		if err := sentry.Init(sentry.ClientOptions{Dsn: dsn.Reveal(), AttachStacktrace: true, Transport: m.SentryTransport}); err != nil {
 			return errors.New("SENTRY_DSN is not a valid DSN")
 		}
 		m.sentry = true
-		// The bot's own errors go to Sentry: every error-level log entry.
-		opts = append(opts, zap.Hooks(func(e zapcore.Entry) error {
-			if e.Level >= zapcore.ErrorLevel {
-				sentry.CaptureMessage(e.Message)
-			}
-			return nil
-		}))
+		// The bot's own errors go to Sentry: every error-level log entry,
+		// with its error as the exception and its run_id, service and step
+		// as tags. No credential may ride along in an error's text.
+		core = zapcore.NewTee(core, sentrylog.New(sentrylog.Redact(secretValues(m.Config.Secrets)...)))
 	}
-	m.Log = zap.New(core, opts...)
+	m.Log = zap.New(core)
 	return nil
+}
+
+// secretValues lists every credential in s, so that new ones are redacted
+// from Sentry events without anyone remembering to add them here.
+func secretValues(s config.Secrets) []string {
+	var out []string
+	v := reflect.ValueOf(s)
+	for i := 0; i < v.NumField(); i++ {
+		if sec, ok := v.Field(i).Interface().(config.Secret); ok && sec.IsSet() {
+			out = append(out, sec.Reveal())
+		}
+	}
+	return out
 }
 
 func (m *Main) serveHTTP() error {

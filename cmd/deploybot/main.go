@@ -11,16 +11,22 @@ import (
 	"time"
 
 	"github.com/getsentry/sentry-go"
+	"go.uber.org/zap"
 )
 
 func main() {
 	m := NewMain()
 	defer func() {
-		// A panic outside a step (those are caught by the engine) still
-		// reaches Sentry before the process dies.
+		// Goroutines recover their own panics (steps, the engine, Socket
+		// Mode handlers, the outbox publisher). One here, on the main
+		// goroutine, means startup or shutdown itself is broken: it is
+		// logged (and so reported to Sentry, with this goroutine's stack
+		// from the panic site) before the process dies and is restarted.
 		if p := recover(); p != nil {
+			if m.Log != nil {
+				m.Log.Error("deploybot panicked", zap.Error(fmt.Errorf("panic: %v", p)), zap.Stack("stack"))
+			}
 			if m.sentry {
-				sentry.CurrentHub().Recover(p)
 				sentry.Flush(2 * time.Second)
 			}
 			panic(p)
