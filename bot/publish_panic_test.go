@@ -78,7 +78,7 @@ services:
 	log := zap.New(core)
 	chat := &panickyChat{posted: make(chan struct{})}
 	b := bot.New(cfg, chat, log, bot.Options{})
-	eng := steps.NewEngine(db, b, bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, nil), steps.NewRunbooks(cfg), log)
+	eng := steps.NewEngine(db, b, bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, nil, 0), steps.NewRunbooks(cfg), log)
 	b.SetEngine(eng)
 	t.Cleanup(func() { eng.Close(); b.Close(); db.Close() })
 	r, err := eng.Start(context.Background(), steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A", Channel: "C0DEPLOYS"})

@@ -84,15 +84,15 @@ type Config struct {
 	// connection and never answers fails the step (with Retry) instead of
 	// holding it forever.
 	HTTPTimeout time.Duration
-	Log           Log
-	Slack         Slack
-	GitHub        *GitHub  // nil when the section is absent
-	Infra         *Infra   // nil when absent
-	Airflow       *Airflow // nil when absent
-	Sentry        *Sentry  // nil when absent
-	Incident      Incident
-	Services      []*Service // in file order
-	Secrets       Secrets
+	Log         Log
+	Slack       Slack
+	GitHub      *GitHub  // nil when the section is absent
+	Infra       *Infra   // nil when absent
+	Airflow     *Airflow // nil when absent
+	Sentry      *Sentry  // nil when absent
+	Incident    Incident
+	Services    []*Service // in file order
+	Secrets     Secrets
 }
 
 // Log configures the process logger.

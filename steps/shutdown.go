@@ -188,7 +188,7 @@ func (e *Engine) interrupted(ctx context.Context, in Interrupter, r *Run, cur *S
 	x := e.newExec(snap, snap.Step(cur.Index))
 	x.hold = true
 	var res Result
-	if err := e.safely(func() error { res = in.Interrupted(ctx, x); return nil }); err != nil {
+	if err := e.safely(x, "interrupted", func() error { res = in.Interrupted(ctx, x); return nil }); err != nil {
 		return sayAll(":warning: " + Escape(err.Error()))
 	}
 	for k, v := range x.data {
