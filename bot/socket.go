@@ -38,6 +38,9 @@ type Socket struct {
 	mu        sync.Mutex
 	recent    map[string]bool // envelope ids seen by this process
 	connected bool
+	// appID (from Socket Mode's hello) and teamID (from auth.test) are
+	// who envelopes must be for.
+	appID, teamID string
 	wg        sync.WaitGroup
 }
 
@@ -63,6 +66,9 @@ func (s *Socket) Run(ctx context.Context) error {
 		// Who am I: the bot must not react to its own messages.
 		if who, err := s.api.AuthTestContext(ctx); err == nil {
 			s.bot.SetSelf(who.BotID)
+			s.mu.Lock()
+			s.teamID = who.TeamID
+			s.mu.Unlock()
 		} else {
 			s.log.Warn("auth.test failed", zap.Error(err))
 		}
@@ -126,6 +132,11 @@ func (s *Socket) dispatch(ctx context.Context) {
 		}
 		switch evt.Type {
 		case socketmode.EventTypeConnected, socketmode.EventTypeHello:
+			if evt.Type == socketmode.EventTypeHello && evt.Request != nil && evt.Request.ConnectionInfo.AppID != "" {
+				s.mu.Lock()
+				s.appID = evt.Request.ConnectionInfo.AppID
+				s.mu.Unlock()
+			}
 			s.setConnected(true)
 		case socketmode.EventTypeConnecting, socketmode.EventTypeConnectionError, socketmode.EventTypeDisconnect:
 			s.setConnected(false)
@@ -181,8 +192,35 @@ func (s *Socket) first(ctx context.Context, id string) bool {
 	return ok
 }
 
+// origin says which app and workspace an envelope was sent for.
+func origin(evt socketmode.Event) (app, team string) {
+	switch d := evt.Data.(type) {
+	case slack.SlashCommand:
+		return d.APIAppID, d.TeamID
+	case slack.InteractionCallback:
+		return d.APIAppID, d.Team.ID
+	case slackevents.EventsAPIEvent:
+		return d.APIAppID, d.TeamID
+	}
+	return "", ""
+}
+
+// foreign reports an envelope for another app or workspace than the one
+// this connection belongs to (learned from hello and auth.test): a
+// misrouted or forged envelope is never acted on.
+func (s *Socket) foreign(app, team string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appID != "" && app != s.appID || s.teamID != "" && team != s.teamID
+}
+
 func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 	req := evt.Request
+	if app, team := origin(evt); s.foreign(app, team) {
+		s.log.Warn("ignoring an envelope for another app or workspace", zap.String("envelope", req.EnvelopeID), zap.String("api_app_id", app), zap.String("team_id", team))
+		s.bot.audit(ctx, "", "envelope.ignored", fmt.Sprintf("%s for app %q, team %q", evt.Type, app, team))
+		return
+	}
 	if !s.first(ctx, req.EnvelopeID) {
 		s.log.Info("ignoring redelivered envelope", zap.String("envelope", req.EnvelopeID), zap.Int("retry_attempt", req.RetryAttempt))
 		return

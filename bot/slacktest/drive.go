@@ -10,13 +10,19 @@ import (
 // SlashCommand sends a slash_commands envelope as if userID typed
 // "command text" in channelID. Unknown users and channels are created.
 func (s *Server) SlashCommand(userID, channelID, command, text string) *Envelope {
+	return s.SlashCommandFrom(s.opts.AppID, s.opts.TeamID, userID, channelID, command, text)
+}
+
+// SlashCommandFrom is SlashCommand as another app or workspace would send it
+// (a misrouted or forged envelope): api_app_id and team_id are the given ones.
+func (s *Server) SlashCommandFrom(appID, teamID, userID, channelID, command, text string) *Envelope {
 	s.mu.Lock()
 	u := s.userLocked(userID)
 	ch := s.channelForEventLocked(channelID)
 	ru := s.newResponseURLLocked("commands", ch.id, "", userID, false)
 	payload := map[string]any{
 		"token":                 "verification-token",
-		"team_id":               s.opts.TeamID,
+		"team_id":               teamID,
 		"team_domain":           DefaultTeamName,
 		"channel_id":            ch.id,
 		"channel_name":          ch.name,
@@ -24,7 +30,7 @@ func (s *Server) SlashCommand(userID, channelID, command, text string) *Envelope
 		"user_name":             u.name,
 		"command":               command,
 		"text":                  text,
-		"api_app_id":            s.opts.AppID,
+		"api_app_id":            appID,
 		"is_enterprise_install": "false", // a string, as Slack forwards the form field
 		"response_url":          ru.url,
 		"trigger_id":            s.triggerIDLocked(),

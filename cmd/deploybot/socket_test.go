@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deploybot/deploybot/bot/slacktest"
 )
 
 func TestReconnectsAfterDisconnectAndDroppedConnection(t *testing.T) {
@@ -155,5 +157,36 @@ func TestAcksNeverWaitOnSlowWork(t *testing.T) {
 	h.waitButton(msg.TS, "Publish the release", "done")
 	if !strings.Contains(h.text(msg.TS), "done by <@U0DAVE>") {
 		t.Error("Dave's click did not count once his group was known")
+	}
+}
+
+// An envelope for another app or workspace (misrouted or forged) is acked,
+// ignored and logged: nothing starts and nobody is answered.
+func TestEnvelopesForAnotherAppOrTeamAreIgnored(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	for _, c := range []struct{ app, team string }{{"A0SOMEONEELSE", slacktest.DefaultTeamID}, {slacktest.DefaultAppID, "T0ELSEWHERE"}} {
+		e := h.srv.SlashCommandFrom(c.app, c.team, alice, deploys, "/deploy", "ingestion-server "+tag)
+		if _, err := h.srv.WaitAck(e, wait); err != nil {
+			t.Fatalf("no ack: %v", err)
+		}
+	}
+	h.srv.WaitFor(t, wait, "both envelopes to be ignored and audited", func() bool {
+		n := 0
+		for _, ev := range h.audit("") {
+			if ev.Action == "envelope.ignored" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if !h.m.Bot.Flush(wait) {
+		t.Fatal("outbox did not drain")
+	}
+	if n := len(h.srv.Messages(deploys)); n != 0 {
+		t.Errorf("%d run messages, want none from foreign envelopes", n)
+	}
+	if runs := h.m.Engine.OpenRuns(); len(runs) != 0 {
+		t.Errorf("foreign envelopes started %d runs", len(runs))
 	}
 }
