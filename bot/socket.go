@@ -41,7 +41,7 @@ type Socket struct {
 	// appID (from Socket Mode's hello) and teamID (from auth.test) are
 	// who envelopes must be for.
 	appID, teamID string
-	wg        sync.WaitGroup
+	wg            sync.WaitGroup
 }
 
 // NewSocket makes the Socket Mode adapter. api must carry the app-level
