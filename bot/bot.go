@@ -134,7 +134,7 @@ func (b *Bot) answerErr(ctx context.Context, reply Reply, err error) {
 		return
 	}
 	b.log.Error("request failed", zap.Error(err))
-	b.reply(ctx, reply, ":x: Something went wrong on deploybot's side: "+escape(err.Error())+". Nothing further was done; try again, and tell the maintainers if it persists.")
+	b.reply(ctx, reply, ":x: deploybot could not do that: "+escape(err.Error())+". Nothing was recorded and the run is as it was; try again in a moment (anything already done is checked before it is done again), and tell the maintainers if it persists.")
 }
 
 func (b *Bot) reply(ctx context.Context, reply Reply, text string) {

@@ -187,10 +187,27 @@ func (s *Socket) first(ctx context.Context, id string) bool {
 	if err != nil {
 		// Acting twice is worse than a user having to repeat a click.
 		s.log.Error("recording delivery failed; ignoring envelope", zap.String("envelope", id), zap.Error(err))
+		s.mu.Lock()
+		delete(s.recent, id) // a redelivery may be recorded once the store answers
+		s.mu.Unlock()
+		s.unrecorded(ctx, err)
 		return false
 	}
 	return ok
 }
+
+// unrecorded tells the person whose request could not be recorded (so was
+// not acted on) what happened, through the request's response_url.
+func (s *Socket) unrecorded(ctx context.Context, err error) {
+	url, _ := ctx.Value(responseURLKey{}).(string)
+	if url == "" {
+		return
+	}
+	s.bot.reply(ctx, Respond(url), ":x: deploybot could not record your request ("+escape(err.Error())+"), so it did nothing with it. If nothing happened, try again in a moment.")
+}
+
+// responseURLKey carries an envelope's response_url to unrecorded.
+type responseURLKey struct{}
 
 // origin says which app and workspace an envelope was sent for.
 func origin(evt socketmode.Event) (app, team string) {
@@ -221,8 +238,14 @@ func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 		s.bot.audit(ctx, "", "envelope.ignored", fmt.Sprintf("%s for app %q, team %q", evt.Type, app, team))
 		return
 	}
+	switch d := evt.Data.(type) {
+	case slack.SlashCommand:
+		ctx = context.WithValue(ctx, responseURLKey{}, d.ResponseURL)
+	case slack.InteractionCallback:
+		ctx = context.WithValue(ctx, responseURLKey{}, d.ResponseURL)
+	}
 	if !s.first(ctx, req.EnvelopeID) {
-		s.log.Info("ignoring redelivered envelope", zap.String("envelope", req.EnvelopeID), zap.Int("retry_attempt", req.RetryAttempt))
+		s.log.Info("not acting on envelope", zap.String("envelope", req.EnvelopeID), zap.Int("retry_attempt", req.RetryAttempt))
 		return
 	}
 	switch data := evt.Data.(type) {

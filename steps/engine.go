@@ -83,6 +83,8 @@ type live struct {
 	running chan struct{}      // closed when that step's Start has returned
 	done    chan struct{}      // closed when the run has ended
 	snap    atomic.Pointer[Run]
+	// storeRetries counts writes the store refused in a row, for backoff.
+	storeRetries atomic.Int32
 }
 
 // NewEngine makes an engine. Call Resume once at start-up.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -49,6 +50,7 @@ func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 		return err
 	}
 	l.snap.Store(r.Clone())
+	l.storeRetries.Store(0)
 	return nil
 }
 
@@ -95,7 +97,9 @@ func (e *Engine) advance(runID string) {
 		cur := r.Current()
 		if cur == nil {
 			l.mu.Unlock()
-			_, _ = e.end(runID, RunSucceeded, "all steps done", "")
+			if _, err := e.end(runID, RunSucceeded, "all steps done", ""); err != nil {
+				e.storeFailed(runID, "ending the run", err, func() { e.advance(runID) })
+			}
 			return
 		}
 		if cur.Status != StepPending {
@@ -110,7 +114,7 @@ func (e *Engine) advance(runID string) {
 		cur.Note, cur.Prompt, cur.Buttons, cur.WaitingOn, cur.Actor = "", "", nil, "", ""
 		if err := e.save(e.ctx, l, Changes{Events: []AuditEvent{{Actor: BotActor, Action: "step.started", StepID: cur.ID, Detail: fmt.Sprintf("attempt %d", cur.Attempt)}}}); err != nil {
 			l.mu.Unlock()
-			e.log.Error("committing step start failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", cur.ID), zap.Error(err))
+			e.storeFailed(runID, "committing the start of "+cur.ID, err, func() { e.advance(runID) })
 			return
 		}
 		idx, seq := cur.Index, cur.Seq
@@ -141,18 +145,66 @@ func (e *Engine) advance(runID string) {
 		}
 		end, err := e.apply(e.ctx, l, idx, x, res, BotActor, "")
 		l.mu.Unlock()
-		if err != nil {
-			e.log.Error("committing step result failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", st.ID), zap.Error(err))
-			return
+		// The step's work is done and only its record is missing (the
+		// store is busy or refused the write): the result is kept and
+		// committed as soon as the store takes it, never lost or redone.
+		for attempt := 1; err != nil; attempt++ {
+			e.log.Error("committing step result failed; retrying", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", st.ID), zap.Int("attempt", attempt), zap.Error(err))
+			t := time.NewTimer(storeBackoff(attempt))
+			select {
+			case <-e.ctx.Done():
+				// Closing: the step stays "running" in the store and
+				// Resume decides, as after a crash.
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			l.mu.Lock()
+			if l.run.State != RunActive || l.run.Step(idx).Seq != seq {
+				l.mu.Unlock()
+				return
+			}
+			end, err = e.apply(e.ctx, l, idx, x, res, BotActor, "")
+			l.mu.Unlock()
 		}
 		if end != "" {
-			_, _ = e.end(runID, RunFailed, end, "")
+			if _, err := e.end(runID, RunFailed, end, ""); err != nil {
+				e.storeFailed(runID, "ending the run", err, func() { _, _ = e.end(runID, RunFailed, end, "") })
+			}
 			return
 		}
 		if res.Status != StepDone && res.Status != StepSkipped && res.Rewind == "" {
 			return
 		}
 	}
+}
+
+// storeBackoff is the pause before the n-th retry of a write the store
+// refused: 1s, 2s, 4s … up to 30s.
+func storeBackoff(n int) time.Duration {
+	return min(time.Second<<min(n-1, 5), 30*time.Second)
+}
+
+// storeFailed logs a write the store refused outside any person's request
+// and tries again later, so a busy or briefly failing database delays a run
+// instead of stalling it until a restart.
+func (e *Engine) storeFailed(runID, what string, err error, again func()) {
+	l := e.liveRun(runID)
+	if l == nil {
+		return
+	}
+	n := int(l.storeRetries.Add(1))
+	e.log.Error(what+" failed; retrying", zap.String("run_id", runID), zap.Int("attempt", n), zap.Error(err))
+	e.spawn(runID, func() {
+		t := time.NewTimer(storeBackoff(n))
+		defer t.Stop()
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		again()
+	})
 }
 
 // apply commits a step's result; the caller holds l.mu. It returns a
@@ -367,7 +419,7 @@ func (e *Engine) finish(runID string) {
 	r.State = final
 	r.EndedAt = e.now().UTC()
 	if err := e.save(ctx, l, Changes{Events: []AuditEvent{{Actor: BotActor, Action: "run." + string(final), Detail: r.Outcome}}}); err != nil {
-		e.log.Error("committing run end failed", zap.String("run_id", runID), zap.String("service", r.Service), zap.Error(err))
+		e.storeFailed(runID, "committing the run's end", err, func() { e.finish(runID) })
 		return
 	}
 	snap := r.Clone()
