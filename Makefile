@@ -1,7 +1,7 @@
 # deploybot: the two set-up commands are `make console` and `make test`.
 GO ?= go
 
-.PHONY: console test bench build terraform fmt vet
+.PHONY: console test bench build terraform fmt vet crash-matrix
 
 # Runs the bot's main job with no account: the console against examples/.
 console: terraform
@@ -23,3 +23,11 @@ build:
 # Terraform 1.5.7 (the last MPL release), built from the Go module proxy into ./bin.
 terraform:
 	./scripts/install-terraform.sh
+
+# The whole crash matrix: every store write of a deploy, a rollback and a
+# failed apply is a crash point (the binary built with -tags crashtest kills
+# itself there); prints the points covered and the effects, duplicates and
+# losses counted. `make test` runs a sample of the points.
+crash-matrix: terraform
+	DEPLOYBOT_CRASH_ALL=1 DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform $(GO) test -count=1 -timeout 150m -run '^TestCrashMatrix' -v ./cmd/deploybot > bin/crash-matrix.log 2>&1; s=$$?; \
+	grep -E '^crash matrix|crash_test.go:[0-9]+: N=[0-9]+ .*\[|^(--- FAIL|ok|FAIL)' bin/crash-matrix.log; echo "full log: bin/crash-matrix.log"; exit $$s

@@ -60,20 +60,24 @@ var perAttempt = []*regexp.Regexp{
 	regexp.MustCompile(`^:hourglass_flowing_sand: Build `),
 }
 
-// mustOnce are thread messages a run that succeeded has exactly once,
-// by scenario.
+// mustOnce are thread messages a run that reached its scenario's end has
+// (exactly once: a second copy is a duplicate above), by scenario.
 var mustOnce = map[string][]string{
 	"deploy": {"Release preview", "dev applied: `image_tag` is now", "prod applied: `image_tag` is now",
 		"to Sentry environment `staging`", "to Sentry environment `production`",
 		"Watching Sentry project", "Sentry watch over", "Changelog PR:", "and pushed it", "Opened the infrastructure PR"},
-	"rollback":      {"Rollback to `rel-2023.07.03.17.52.00` succeeded"},
-	"apply-failure": {},
+	"rollback": {"Dispatched deploy-production-ingestion-server.yml", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
+	"apply-failure": {"Release preview", "dev applied: `image_tag` is now", "to Sentry environment `staging`",
+		"“Production (prod): apply” failed", "cancelled the run", "`data_refresh_cleared` restored to `false`"},
 }
 
 func (cw *crashWorld) check(res driveResult) verdict {
 	var v verdict
 	t := cw.t
-	succeeded := res.state == "succeeded"
+	// reached: the run came to the end its scenario aims at; only then
+	// must every effect and message of the way there be present.
+	reached := res.state == cw.sc.want
+	succeeded := reached && res.state == "succeeded"
 	if res.unplanned != "" {
 		v.add("process", "%s", res.unplanned)
 	}
@@ -83,7 +87,8 @@ func (cw *crashWorld) check(res driveResult) verdict {
 		v.add("outcome", "the run ended %q, want %q", res.state, cw.sc.want)
 	}
 	if res.starts > 1 {
-		v.add("progress", "the start command had to be sent %d times (the first was lost with the crash)", res.starts)
+		v.losses++
+		v.add("slack:lost-command", "the start command was acked and then lost with the crash: it had to be sent %d times", res.starts)
 	}
 
 	// Outside effects, counted where they landed.
@@ -95,7 +100,7 @@ func (cw *crashWorld) check(res driveResult) verdict {
 				publishes++
 			}
 		}
-		v.once("effect:publish", "publishing the release (build runs started)", publishes, succeeded || cw.sc.applyFails)
+		v.once("effect:publish", "publishing the release (build runs started)", publishes, reached)
 		v.once("effect:review", "approving the changelog PR", changelogReviews(cw.gh), succeeded)
 		pushes := 0
 		for _, l := range readLines(cw.pushLog) {
@@ -119,15 +124,15 @@ func (cw *crashWorld) check(res driveResult) verdict {
 		for _, d := range cw.sn.Deploys(tag) {
 			deps[d.Environment]++
 		}
-		v.once("effect:sentry-deploy", "the staging deploy marker", deps["staging"], succeeded)
+		v.once("effect:sentry-deploy", "the staging deploy marker", deps["staging"], reached)
 		v.once("effect:sentry-deploy", "the production deploy marker", deps["production"], succeeded)
-		cw.checkApplies(&v, res, succeeded)
+		cw.checkApplies(&v, res, reached, succeeded)
 		cw.checkIssues(&v, succeeded)
 		cw.checkFlag(&v)
 	case "rollback":
 		v.once("effect:dispatch", "dispatching the rollback workflow", len(cw.gh.Dispatches(infraRepo, rollbackWF)), succeeded)
 	}
-	cw.checkThread(&v, succeeded)
+	cw.checkThread(&v, reached)
 	cw.checkAudit(&v)
 	for _, r := range cw.srv.Rejected() {
 		v.add("slack", "Slack rejected %s: %s %s", r.Method, r.Error, r.Detail)
@@ -138,12 +143,12 @@ func (cw *crashWorld) check(res driveResult) verdict {
 
 // checkApplies: each environment's apply took effect once, and Terraform
 // applied no more often than people approved a plan (or retried an apply).
-func (cw *crashWorld) checkApplies(v *verdict, res driveResult, succeeded bool) {
+func (cw *crashWorld) checkApplies(v *verdict, res driveResult, reached, succeeded bool) {
 	applied := map[string]int{}
 	for _, l := range readLines(cw.applyLog) {
 		applied[strings.Fields(l)[0]]++
 	}
-	v.once("apply:effect", "the staging apply", applied["staging"], succeeded || cw.sc.applyFails)
+	v.once("apply:effect", "the staging apply", applied["staging"], reached)
 	v.once("apply:effect", "the production apply", applied["production"], succeeded)
 
 	invoked := map[string]int{}
@@ -218,7 +223,7 @@ func (cw *crashWorld) checkIssues(v *verdict, succeeded bool) {
 
 // checkThread: no thread message twice, restart notices and per-attempt
 // messages aside; the must-once messages of a successful run present.
-func (cw *crashWorld) checkThread(v *verdict, succeeded bool) {
+func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 	seen := map[string]int{}
 	var order []string
 	for _, m := range cw.srv.Thread(deploys, cw.msgTS) {
@@ -249,8 +254,8 @@ func (cw *crashWorld) checkThread(v *verdict, succeeded bool) {
 				n++
 			}
 		}
-		if !succeeded {
-			n = min(n, 1) // only a successful run must have it; duplicates are counted above
+		if !reached {
+			n = min(n, 1) // only a run that got there must have it; duplicates are counted above
 			if n == 0 {
 				continue
 			}
@@ -368,7 +373,7 @@ func (cw *crashWorld) checkAudit(v *verdict) {
 				v.add("audit:run", "%s is %s but its audit log has no run.%s (last events %v)", run, state, state, lastN(evs, 4))
 			}
 		default:
-			v.add("audit:run", "%s is still %s after the run ended in Slack", run, state)
+			v.add("audit:run", "%s is still %s at the end of the point", run, state)
 		}
 	}
 	sort.Strings(ids)

@@ -15,6 +15,10 @@ import (
 // would. Bob (an approver who did not start the run) gives every
 // affirmative answer, so four-eyes holds; Alice, who started it, retries.
 
+// stallLimit: a run whose Slack message and thread show nothing new for
+// this long is stuck (a whole run takes about ten seconds).
+const stallLimit = 45 * time.Second
+
 // offer is one button on the run message, with the step it belongs to.
 type offer struct {
 	verb, actionID, value string
@@ -172,14 +176,19 @@ func (cw *crashWorld) drive(crashAt int, crashLog string, limit time.Duration) d
 		at   time.Time
 		proc *botProc
 	}
-	var quiet struct {
+	var quiet, moved struct {
 		sig   string
 		since time.Time
 	}
 	for {
-		if time.Now().After(end) {
-			m, _ := cw.srv.Message(deploys, ts)
-			res.stuck = fmt.Sprintf("the run did not end within %v; state %q, buttons %v", limit, runState(m), verbsOf(offers(m)))
+		// Anything Slack shows moving counts as progress.
+		m, _ := cw.srv.Message(deploys, ts)
+		if sig := fmt.Sprintf("%d/%d/%d/%d", len(cw.srv.Thread(deploys, ts)), m.Edits, len(cw.procs), len(cw.srv.Messages(deploys))); sig != moved.sig {
+			moved.sig, moved.since = sig, time.Now()
+		}
+		if time.Now().After(end) || time.Since(moved.since) > stallLimit {
+			res.stuck = fmt.Sprintf("the run did not end (nothing moved for %v, %v in all); state %q, buttons %v",
+				time.Since(moved.since).Round(time.Second), time.Since(t0).Round(time.Second), runState(m), verbsOf(offers(m)))
 			break
 		}
 		if p.dead() {

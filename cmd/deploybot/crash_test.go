@@ -25,7 +25,7 @@ import (
 // DEPLOYBOT_CRASH_ALL=1 and runs every one.
 
 // pointLimit bounds one run, crash and restart included.
-const pointLimit = 4 * time.Minute
+const pointLimit = 3 * time.Minute
 
 func TestCrashMatrixDeploy(t *testing.T)       { crashMatrix(t, deployScenario, 8) }
 func TestCrashMatrixRollback(t *testing.T)     { crashMatrix(t, rollbackScenario, 4) }
