@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/deploybot/deploybot/bot/slacktest"
 )
 
 // The invariants the matrix checks after each crash point. Each finding
@@ -132,6 +134,10 @@ func (cw *crashWorld) check(res driveResult) verdict {
 	case "rollback":
 		v.once("effect:dispatch", "dispatching the rollback workflow", len(cw.gh.Dispatches(infraRepo, rollbackWF)), succeeded)
 	}
+	if n := len(cw.srv.Messages(deploys)); n > 1 {
+		v.duplicates += n - 1
+		v.add("slack:duplicate", "the run message was posted %d times in the channel", n)
+	}
 	cw.checkThread(&v, reached)
 	cw.checkAudit(&v)
 	for _, r := range cw.srv.Rejected() {
@@ -150,6 +156,16 @@ func (cw *crashWorld) checkApplies(v *verdict, res driveResult, reached, succeed
 	}
 	v.once("apply:effect", "the staging apply", applied["staging"], reached)
 	v.once("apply:effect", "the production apply", applied["production"], succeeded)
+
+	// Terraform's own record: the state of an environment the run got
+	// through holds the new image.
+	for env, must := range map[string]bool{"dev": reached, "prod": succeeded} {
+		b, err := os.ReadFile(filepath.Join(cw.work, "state", env+".tfstate"))
+		if must && (err != nil || !strings.Contains(string(b), "openverse-ingestion_server:"+tag)) {
+			v.losses++
+			v.add("apply:state", "the %s state does not hold image %s (%v)", env, tag, err)
+		}
+	}
 
 	invoked := map[string]int{}
 	for _, l := range readLines(cw.tfLog) {
@@ -212,7 +228,7 @@ func (cw *crashWorld) approvals() (map[string]int, []string) {
 func (cw *crashWorld) checkIssues(v *verdict, succeeded bool) {
 	for _, id := range crashIssues {
 		n := 0
-		for _, m := range cw.srv.Thread(deploys, cw.msgTS) {
+		for _, m := range cw.thread() {
 			if strings.Contains(m.Text, "INGESTION-"+id) {
 				n++
 			}
@@ -226,7 +242,7 @@ func (cw *crashWorld) checkIssues(v *verdict, succeeded bool) {
 func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 	seen := map[string]int{}
 	var order []string
-	for _, m := range cw.srv.Thread(deploys, cw.msgTS) {
+	for _, m := range cw.thread() {
 		key := m.Text + "\x00" + string(m.Blocks)
 		if seen[key] == 0 {
 			order = append(order, m.Text)
@@ -249,7 +265,7 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 	}
 	for _, want := range mustOnce[cw.sc.name] {
 		n := 0
-		for _, m := range cw.srv.Thread(deploys, cw.msgTS) {
+		for _, m := range cw.thread() {
 			if strings.Contains(m.Text, want) {
 				n++
 			}
@@ -267,6 +283,16 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 		}
 	}
 	_ = order
+}
+
+// thread is every reply in the threads of the deploy channel's messages
+// (one run message, unless a restart posted it again).
+func (cw *crashWorld) thread() []slacktest.Message {
+	var out []slacktest.Message
+	for _, m := range cw.srv.Messages(deploys) {
+		out = append(out, cw.srv.Thread(deploys, m.TS)...)
+	}
+	return out
 }
 
 func oneLineForReport(s string) string {

@@ -204,12 +204,15 @@ func (cw *crashWorld) drive(crashAt int, crashLog string, limit time.Duration) d
 			res.restarts++
 			continue
 		}
+		// The run's message is the latest top-level one: a restart that
+		// posts the run message again moves the run there (and the check
+		// counts the copy).
+		if ms := cw.srv.Messages(deploys); len(ms) > 0 && ms[len(ms)-1].TS != ts {
+			ts = ms[len(ms)-1].TS
+			cw.msgTS = ts
+			continue
+		}
 		if ts == "" {
-			if ms := cw.srv.Messages(deploys); len(ms) > 0 {
-				ts = ms[0].TS
-				cw.msgTS = ts
-				continue
-			}
 			// A start command the crash swallowed is sent again, as a
 			// person would once nothing showed up.
 			if time.Since(lastStart) > 8*time.Second && time.Since(upSince) > 5*time.Second {
