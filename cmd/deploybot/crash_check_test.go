@@ -94,8 +94,8 @@ func (cw *crashWorld) check(res driveResult) verdict {
 	}
 
 	// Outside effects, counted where they landed.
-	switch cw.sc.name {
-	case "deploy", "apply-failure":
+	switch cw.sc.kind {
+	case "deploy":
 		publishes := 0
 		for _, r := range cw.gh.Runs(monorepo, buildWF) {
 			if r.Event == "release" {
@@ -263,7 +263,11 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 			v.add("slack:duplicate", "thread message posted %d times: %q", n, oneLineForReport(text))
 		}
 	}
-	for _, want := range mustOnce[cw.sc.name] {
+	want, ok := mustOnce[cw.sc.name]
+	if !ok {
+		want = mustOnce[cw.sc.kind]
+	}
+	for _, want := range want {
 		n := 0
 		for _, m := range cw.thread() {
 			if strings.Contains(m.Text, want) {

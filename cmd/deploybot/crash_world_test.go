@@ -26,8 +26,11 @@ import (
 // crashScenario is one kind of run the matrix crashes.
 type crashScenario struct {
 	name string
+	kind string // "deploy" or "rollback": which effects and messages it has
 	// start sends the command that starts the run (as Alice).
 	start func(cw *crashWorld)
+	// setup changes the world before the bot starts.
+	setup func(cw *crashWorld)
 	// applyFails makes production's apply fail (a provisioner that fails
 	// while a file exists); the driver then cancels instead of retrying it.
 	applyFails bool
@@ -35,13 +38,27 @@ type crashScenario struct {
 	want string // "succeeded", "cancelled"
 }
 
+func startDeploy(cw *crashWorld) { cw.srv.SlashCommand(alice, deploys, "/deploy", "ingestion-server") }
+func startRollback(cw *crashWorld) {
+	cw.srv.SlashCommand(alice, deploys, "/rollback", "rel-2023.07.03.17.52.00")
+}
+
 var (
-	deployScenario = crashScenario{name: "deploy", want: "succeeded",
-		start: func(cw *crashWorld) { cw.srv.SlashCommand(alice, deploys, "/deploy", "ingestion-server") }}
-	rollbackScenario = crashScenario{name: "rollback", want: "succeeded",
-		start: func(cw *crashWorld) { cw.srv.SlashCommand(alice, deploys, "/rollback", "rel-2023.07.03.17.52.00") }}
-	applyFailScenario = crashScenario{name: "apply-failure", applyFails: true, want: "cancelled",
-		start: func(cw *crashWorld) { cw.srv.SlashCommand(alice, deploys, "/deploy", "ingestion-server") }}
+	deployScenario    = crashScenario{name: "deploy", kind: "deploy", want: "succeeded", start: startDeploy}
+	rollbackScenario  = crashScenario{name: "rollback", kind: "rollback", want: "succeeded", start: startRollback}
+	applyFailScenario = crashScenario{name: "apply-failure", kind: "deploy", applyFails: true, want: "cancelled", start: startDeploy}
+	// GitHub applies each effect and then answers 504, once: a request
+	// that may have reached GitHub must not be sent blindly again.
+	deploy504Scenario = crashScenario{name: "deploy-504", kind: "deploy", want: "succeeded", start: startDeploy,
+		setup: func(cw *crashWorld) {
+			cw.gh.FailAfterApply("PATCH", "/repos/"+monorepo+"/releases/", 1, 504)
+			cw.gh.FailAfterApply("POST", "/repos/"+monorepo+"/pulls/", 1, 504) // the review
+			cw.gh.FailAfterApply("POST", "/repos/"+infraRepo+"/pulls", 1, 504)
+		}}
+	rollback504Scenario = crashScenario{name: "rollback-504", kind: "rollback", want: "succeeded", start: startRollback,
+		setup: func(cw *crashWorld) {
+			cw.gh.FailAfterApply("POST", "/repos/"+infraRepo+"/actions/workflows/", 1, 504)
+		}}
 )
 
 // crashIssues are due in production during any watch: regressed issues,
@@ -118,6 +135,9 @@ resource "terraform_data" "crash_fail_gate" {
 	}
 	w.writeConfig(all)
 	cw.world = w
+	if sc.setup != nil {
+		sc.setup(cw)
+	}
 	return cw
 }
 
