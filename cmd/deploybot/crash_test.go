@@ -30,8 +30,8 @@ const pointLimit = 3 * time.Minute
 func TestCrashMatrixDeploy(t *testing.T)       { crashMatrix(t, deployScenario, 8) }
 func TestCrashMatrixRollback(t *testing.T)     { crashMatrix(t, rollbackScenario, 4) }
 func TestCrashMatrixApplyFailure(t *testing.T) { crashMatrix(t, applyFailScenario, 4) }
-func TestCrashMatrixDeploy504(t *testing.T)     { crashMatrix(t, deploy504Scenario, 2) }
-func TestCrashMatrixRollback504(t *testing.T)   { crashMatrix(t, rollback504Scenario, 2) }
+func TestCrashMatrixDeploy504(t *testing.T)    { crashMatrix(t, deploy504Scenario, 2) }
+func TestCrashMatrixRollback504(t *testing.T)  { crashMatrix(t, rollback504Scenario, 2) }
 
 // buildCrashBot compiles the real binary with the crash hook.
 func buildCrashBot(t *testing.T) string {
