@@ -241,6 +241,10 @@ func (cw *crashWorld) drive(crashAt int, crashLog string, limit time.Duration) d
 			continue
 		}
 		if o, user, ok := cw.choose(offers(m)); ok {
+			if o.verb == "retry" && retries(res.clicks) >= maxRetries {
+				res.stuck = fmt.Sprintf("%q still fails after %d retries: %s", o.title, maxRetries, oneLineForReport(o.prompt))
+				break
+			}
 			key := user + " " + o.actionID + " " + o.value
 			if key != last.key || last.proc != p || time.Since(last.at) > 15*time.Second {
 				cw.srv.Click(user, deploys, ts, o.actionID, o.value)
@@ -256,6 +260,29 @@ func (cw *crashWorld) drive(crashAt int, crashLog string, limit time.Duration) d
 	}
 	res.elapsed = time.Since(t0)
 	return res
+}
+
+// maxRetries bounds the driver's Retry clicks in one run: a step that
+// keeps failing is reported, not retried until the deadline.
+const maxRetries = 6
+
+func retries(cs []clickRec) int {
+	n := 0
+	for _, c := range cs {
+		if c.verb == "retry" {
+			n++
+		}
+	}
+	return n
+}
+
+// clickList lists the clicks for a report.
+func (r driveResult) clickList() string {
+	var parts []string
+	for _, c := range r.clicks {
+		parts = append(parts, fmt.Sprintf("%s %s on %q (process %d)", c.user, c.verb, c.title, c.proc))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func verbsOf(os []offer) []string {

@@ -46,6 +46,7 @@ func buildCrashBot(t *testing.T) string {
 }
 
 func crashMatrix(t *testing.T, sc crashScenario, sample int) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("the crash matrix runs the real binary many times; skipped with -short")
 	}
@@ -110,6 +111,7 @@ func crashMatrix(t *testing.T, sc crashScenario, sample int) {
 			perRun = append(perRun, res.elapsed)
 			v := cw.check(res)
 			if len(v.findings) > 0 {
+				t.Logf("clicks: %s", res.clickList())
 				for i, p := range cw.procs {
 					t.Logf("bot process %d (crash_at=%d) log tail:\n%s", i+1, p.crashAt, tailFile(p.logPath, 15))
 				}
