@@ -75,7 +75,6 @@ var mustOnce = map[string][]string{
 
 func (cw *crashWorld) check(res driveResult) verdict {
 	var v verdict
-	t := cw.t
 	// reached: the run came to the end its scenario aims at; only then
 	// must every effect and message of the way there be present.
 	reached := res.state == cw.sc.want
@@ -143,7 +142,6 @@ func (cw *crashWorld) check(res driveResult) verdict {
 	for _, r := range cw.srv.Rejected() {
 		v.add("slack", "Slack rejected %s: %s %s", r.Method, r.Error, r.Detail)
 	}
-	_ = t
 	return v
 }
 
