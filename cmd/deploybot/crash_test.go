@@ -32,8 +32,8 @@ const pointLimit = 3 * time.Minute
 func TestCrashMatrixDeploy(t *testing.T)       { crashMatrix(t, deployScenario, 8, true) }
 func TestCrashMatrixRollback(t *testing.T)     { crashMatrix(t, rollbackScenario, 4, true) }
 func TestCrashMatrixApplyFailure(t *testing.T) { crashMatrix(t, applyFailScenario, 4, true) }
-func TestCrashMatrixDeploy504(t *testing.T)    { crashMatrix(t, deploy504Scenario, 2, false) }
-func TestCrashMatrixRollback504(t *testing.T)  { crashMatrix(t, rollback504Scenario, 2, false) }
+func TestCrashMatrixDeploy504(t *testing.T)    { crashMatrix(t, deploy504Scenario, 1, false) }
+func TestCrashMatrixRollback504(t *testing.T)  { crashMatrix(t, rollback504Scenario, 1, false) }
 
 // buildCrashBot compiles the real binary with the crash hook.
 func buildCrashBot(t *testing.T) string {
