@@ -28,3 +28,11 @@ terraform:
 # join the committed seed corpora that `make test` replays.
 fuzz:
 	./scripts/fuzz.sh
+
+# The whole crash matrix: every store write of a deploy, a rollback and a
+# failed apply is a crash point (the binary built with -tags crashtest kills
+# itself there); prints the points covered and the effects, duplicates and
+# losses counted. `make test` runs a sample of the points.
+crash-matrix: terraform
+	DEPLOYBOT_CRASH_ALL=1 DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform $(GO) test -count=1 -timeout 150m -run '^TestCrashMatrix' -v ./cmd/deploybot > bin/crash-matrix.log 2>&1; s=$$?; \
+	grep -E '^crash matrix|crash_test.go:[0-9]+: (N=[0-9]+|no crash) .*\[|^(--- FAIL|ok|FAIL)' bin/crash-matrix.log; echo "full log: bin/crash-matrix.log"; exit $$s
