@@ -141,7 +141,7 @@ func (m *Main) Run(ctx context.Context) error {
 			InstallationID: cfg.Secrets.GitHubAppInstallationID, PrivateKey: []byte(cfg.Secrets.GitHubAppPrivateKey.Reveal())},
 			// Per attempt, not per call: the client's own retries and
 			// rate-limit waits must not be cut short by it.
-			github.WithHTTPClient(&http.Client{Transport: perAttempt(cfg.HTTPTimeout)}))
+			github.WithHTTPClient(&http.Client{Transport: perAttemptTimeout(cfg.HTTPTimeout)}))
 		if err != nil {
 			return err
 		}
@@ -365,10 +365,10 @@ func (w zapWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// perAttempt is a transport whose every request must start answering
+// perAttemptTimeout is a transport whose every request must start answering
 // within d: a GitHub that accepts the connection and says nothing fails the
 // attempt, which the client's retry policy then judges.
-func perAttempt(d time.Duration) http.RoundTripper {
+func perAttemptTimeout(d time.Duration) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = d
 	return t

@@ -51,11 +51,11 @@ func (v *verdict) once(invariant, what string, n int, required bool) {
 // restartNotice is legitimately new after every restart.
 var restartNotice = regexp.MustCompile(`restarted and picked this run up again`)
 
-// perAttemptLines messages report one attempt of a step (a plan shown for
+// perAttempt messages report one attempt of a step (a plan shown for
 // approval, a refusal, a failure, a stream of Terraform output): a retry
 // or a resumed step repeats them by design, so they are not counted as
 // duplicates. Every other thread message must appear once.
-var perAttemptLines = []*regexp.Regexp{
+var perAttempt = []*regexp.Regexp{
 	restartNotice,
 	regexp.MustCompile(`^:rocket: Applying plan `),
 	regexp.MustCompile(`^\*terraform (plan|apply) \(`),
@@ -252,7 +252,7 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 			continue
 		}
 		legit := false
-		for _, re := range perAttemptLines {
+		for _, re := range perAttempt {
 			legit = legit || re.MatchString(text)
 		}
 		if !legit {
