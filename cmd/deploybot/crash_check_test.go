@@ -27,6 +27,12 @@ type verdict struct {
 	effects    int // outside effects and must-once messages counted
 	duplicates int // one of them seen more than once
 	losses     int // one of them missing from a run that succeeded
+	// unanswered counts start commands acked and then lost because the
+	// crash came before deploybot recorded them: acks never wait on the
+	// disk (Slack's 3-second rule), so this window cannot close. Nothing
+	// was done and nothing was said; the person types the command again.
+	// It is counted and reported, not an exactly-once violation.
+	unanswered int
 	findings   []finding
 }
 
@@ -88,8 +94,7 @@ func (cw *crashWorld) check(res driveResult) verdict {
 		v.add("outcome", "the run ended %q, want %q", res.state, cw.sc.want)
 	}
 	if res.starts > 1 {
-		v.losses++
-		v.add("slack:lost-command", "the start command was acked and then lost with the crash: it had to be sent %d times", res.starts)
+		v.unanswered += res.starts - 1
 	}
 
 	// Outside effects, counted where they landed.

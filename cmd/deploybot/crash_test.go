@@ -66,6 +66,10 @@ func crashMatrix(t *testing.T, sc crashScenario, sample int, nearApprovals bool)
 		total.effects += v.effects
 		total.duplicates += v.duplicates
 		total.losses += v.losses
+		total.unanswered += v.unanswered
+		if v.unanswered > 0 {
+			t.Logf("%s: the start command was acked, then the crash came before it was recorded; it was typed again (%d times)", label, v.unanswered)
+		}
 		for _, f := range v.findings {
 			total.findings = append(total.findings, finding{f.invariant, label + ": " + f.detail})
 			t.Errorf("%s [%s] %s", label, f.invariant, f.detail)
@@ -139,8 +143,8 @@ func crashMatrix(t *testing.T, sc crashScenario, sample int, nearApprovals bool)
 		inv = append(inv, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(inv)
-	line := fmt.Sprintf("crash matrix (%s): %d points of %d, %d effects counted, %d duplicates, %d losses; %.1fs per point; findings by invariant: %s",
-		sc.name, covered, len(writes), total.effects, total.duplicates, total.losses, (sum / time.Duration(max(len(perRun), 1))).Seconds(), strings.Join(inv, " "))
+	line := fmt.Sprintf("crash matrix (%s): %d points of %d, %d effects counted, %d duplicates, %d losses, %d start commands unanswered (crash before they were recorded); %.1fs per point; findings by invariant: %s",
+		sc.name, covered, len(writes), total.effects, total.duplicates, total.losses, total.unanswered, (sum / time.Duration(max(len(perRun), 1))).Seconds(), strings.Join(inv, " "))
 	t.Log(line)
 	fmt.Println(line)
 }
