@@ -75,6 +75,9 @@ var mustOnce = map[string][]string{
 		"to Sentry environment `staging`", "to Sentry environment `production`",
 		"Watching Sentry project", "Sentry watch over", "Changelog PR:", "and pushed it", "Opened the infrastructure PR"},
 	"rollback": {"Dispatched deploy-production-ingestion-server.yml", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
+	// GitHub answers the dispatch 504: deploybot says it got no clear
+	// answer and looks for the run instead of dispatching again.
+	"rollback-504": {"No clear answer to the dispatch of deploy-production-ingestion-server.yml", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
 	"apply-failure": {"Release preview", "dev applied: `image_tag` is now", "to Sentry environment `staging`",
 		"“Production (prod): apply” failed", "cancelled the run", "`data_refresh_cleared` restored to `false`"},
 }
