@@ -176,7 +176,9 @@ func (t *tree) runner(env *config.Environment) (*terraform.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: t.in.Log}, nil
+	// A nil TerraformEnv (a Config built by hand, not by config.Parse) gets
+	// terraform.DefaultInheritEnv; config.Parse always fills it in.
+	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: t.in.Log, InheritEnv: t.in.cfg.TerraformEnv}, nil
 }
 
 func (t *tree) planFile(env *config.Environment) string {
