@@ -175,7 +175,7 @@ func (m *Main) Run(ctx context.Context) error {
 		chat = console
 		m.ready = func() bool { return true }
 	default:
-		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()))
+		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()), slack.OptionHTTPClient(bot.HTTPClient))
 		sc := bot.NewSlackChat(api, m.Log)
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}
