@@ -25,6 +25,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -141,7 +142,7 @@ func (m *Main) Run(ctx context.Context) error {
 			defer cancel()
 			t, err := gh.GitToken(ctx)
 			if err != nil {
-				m.Log.Error("no GitHub token for git", zap.Error(err))
+				m.Log.Error("no GitHub token for git", zap.Error(redact.Scrub(err)))
 			}
 			return t
 		}
