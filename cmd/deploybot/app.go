@@ -152,6 +152,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.Infra != nil {
 		m.infra = infra.New(cfg.Infra, token)
 		m.infra.Log = zapWriter{m.Log.Named("terraform")}
+		m.infra.Secrets = infra.SecretValues(cfg.Secrets) // masked in everything posted
 		rb.AutomateInfra(m.infra)
 	}
 
