@@ -242,6 +242,7 @@ func (t *tree) plan(ctx context.Context, env *config.Environment, maxChars int, 
 	if err := r.Init(ctx, t.backendConfig(env)...); err != nil {
 		return nil, err
 	}
+	t.privateState(env) // init may have created it
 	if err := os.MkdirAll(t.plans, 0o700); err != nil {
 		return nil, err
 	}
@@ -272,6 +273,18 @@ func (t *tree) plan(ctx context.Context, env *config.Environment, maxChars int, 
 	return p, nil
 }
 
+// privateState makes a local state file under the workdir owner-only:
+// Terraform writes it with the umask (0644), and state holds every
+// resource attribute, sensitive ones included, in clear.
+func (t *tree) privateState(env *config.Environment) {
+	if v, ok := env.BackendConfig["path"]; ok && strings.Contains(v, "{workdir}") {
+		p := strings.ReplaceAll(v, "{workdir}", t.in.cfg.Workdir)
+		for _, f := range []string{p, p + ".backup"} {
+			_ = os.Chmod(f, 0o600) // absent before the first apply
+		}
+	}
+}
+
 func (t *tree) PlanSHA256(env *config.Environment) (string, error) {
 	return terraform.FileSHA256(t.planFile(env))
 }
@@ -295,6 +308,7 @@ func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.W
 		progress = w
 	}
 	err = r.Apply(ctx, t.planFile(env), progress)
+	t.privateState(env)
 	if w != nil {
 		_ = w.Flush() // the last line; a chat write error is not the apply's
 	}

@@ -142,6 +142,12 @@ func (r *Runner) Plan(ctx context.Context, planFile, target string) (hasChanges 
 		_ = os.Remove(abs)
 		return false, err
 	}
+	// Terraform writes the plan with the umask (0644): it holds every
+	// value of the configuration, sensitive ones included, in clear.
+	if err := os.Chmod(abs, 0o600); err != nil {
+		_ = os.Remove(abs)
+		return false, fmt.Errorf("terraform: plan file %s: %w", abs, err)
+	}
 	return hasChanges, nil
 }
 
