@@ -39,7 +39,7 @@ func SecretValues(s config.Secrets) []string {
 // AWS_SESSION_TOKEN, TF_TOKEN_*): its value is masked in everything the
 // bot posts. Other inherited values (AWS_REGION) are harmless and often
 // part of what a reviewer needs to read (ARNs).
-var secretName = regexp.MustCompile(`(?i)(secret|token|passw|private|credential|session|_key$)`)
+var secretName = regexp.MustCompile(`(?i)(secret|token|passw|private|credential|session|dsn|_key$)`)
 
 // masker rewrites text that leaves for Slack: the host's absolute paths
 // under the workdir become "<workdir>/…", the home directory "~", and

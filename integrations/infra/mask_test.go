@@ -170,3 +170,22 @@ func TestOutputForSlackHasNoHostPathsOrSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskerPathsAndSecretForms(t *testing.T) {
+	t.Setenv("SENTRY_DSN", "https://abc123@o1.ingest.sentry.io/42")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	in := New(&config.Infra{Workdir: "/srv/deploybot/work", TerraformEnv: config.DefaultTerraformEnv}, nil)
+	in.Secrets = []string{"-----BEGIN KEY-----\nMIIEowIBAAKCAQEAsecretline\n-----END KEY-----\n"}
+	m := in.masker()
+	for in, want := range map[string]string{
+		"/srv/deploybot/work/runs/r1/main.tf":            "<workdir>/runs/r1/main.tf",
+		"/srv/deploybot/work2/x and /srv/deploybot/work": "/srv/deploybot/work2/x and <workdir>",
+		"key line MIIEowIBAAKCAQEAsecretline seen":       "key line [redacted] seen",
+		"dsn https://abc123@o1.ingest.sentry.io/42":      "dsn [redacted]",
+		"region eu-west-1 stays readable":                "region eu-west-1 stays readable",
+	} {
+		if got := m.String(in); got != want {
+			t.Errorf("mask(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
