@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -45,7 +46,7 @@ func (b *Bot) HandleMessage(ctx context.Context, m Message) {
 	}
 	link, err := b.chat.Permalink(ctx, m.Channel, m.TS)
 	if err != nil {
-		b.log.Warn("no permalink for an alert", zap.Error(err))
+		b.log.Warn("no permalink for an alert", zap.Error(redact.Scrub(err)))
 		link = ""
 	}
 	where := fmt.Sprintf("<#%s>", m.Channel)
@@ -64,7 +65,7 @@ func (b *Bot) HandleMessage(ctx context.Context, m Message) {
 		if _, err := b.eng.LinkAlert(ctx, r.ID, a.IssueID, line,
 			steps.Button{Verb: steps.VerbRollback, Label: "Roll back", Style: "danger"},
 			steps.Button{Verb: steps.VerbIncident, Label: "Declare incident", Style: "danger"}); err != nil {
-			b.log.Warn("linking an alert failed", zap.String("run_id", r.ID), zap.Error(err))
+			b.log.Warn("linking an alert failed", zap.String("run_id", r.ID), zap.Error(redact.Scrub(err)))
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -133,8 +134,8 @@ func (b *Bot) answerErr(ctx context.Context, reply Reply, err error) {
 		b.reply(ctx, reply, ":no_entry: "+rf.Msg)
 		return
 	}
-	b.log.Error("request failed", zap.Error(err))
-	b.reply(ctx, reply, ":x: deploybot could not do that: "+escape(err.Error())+". Nothing was recorded and the run is as it was; try again in a moment (anything already done is checked before it is done again), and tell the maintainers if it persists.")
+	b.log.Error("request failed", zap.Error(redact.Scrub(err)))
+	b.reply(ctx, reply, ":x: deploybot could not do that: "+escape(redact.ScrubString(err.Error()))+". Nothing was recorded and the run is as it was; try again in a moment (anything already done is checked before it is done again), and tell the maintainers if it persists.")
 }
 
 func (b *Bot) reply(ctx context.Context, reply Reply, text string) {
@@ -146,7 +147,7 @@ func (b *Bot) replyView(ctx context.Context, reply Reply, v View) {
 		return
 	}
 	if err := reply(ctx, v); err != nil {
-		b.log.Warn("reply failed", zap.Error(err))
+		b.log.Warn("reply failed", zap.Error(redact.Scrub(err)))
 	}
 }
 

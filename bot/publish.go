@@ -11,6 +11,7 @@ import (
 	"github.com/slack-go/slack"
 	"go.uber.org/zap"
 
+	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -289,7 +290,7 @@ func (b *Bot) deliverParent(ctx context.Context, run *steps.Run, e steps.OutboxE
 	}
 	link, err := b.chat.Permalink(ctx, run.Channel, ts)
 	if err != nil {
-		b.log.Warn("no permalink for the run message", zap.String("run_id", run.ID), zap.Error(err))
+		b.log.Warn("no permalink for the run message", zap.String("run_id", run.ID), zap.Error(redact.Scrub(err)))
 	}
 	return b.eng.SetMessage(ctx, run.ID, ts, link, steps.Delivery{ID: e.ID, TS: ts})
 }
@@ -427,14 +428,14 @@ func (b *Bot) retryLater(p *publisher, id int64, err error) {
 	n := p.failures
 	p.mu.Unlock()
 	if id != 0 && permanent(err) && n >= maxFailures {
-		b.log.Error("giving up on a Slack message", zap.String("run_id", p.runID), zap.Int64("outbox_id", id), zap.Error(err))
+		b.log.Error("giving up on a Slack message", zap.String("run_id", p.runID), zap.Int64("outbox_id", id), zap.Error(redact.Scrub(err)))
 		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 		if merr := b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: id, Failure: err.Error()}}); merr == nil {
 			n = 0
 		}
 		cancel()
 	} else {
-		b.log.Warn("slack send failed; retrying", zap.String("run_id", p.runID), zap.Int("attempt", n), zap.Error(err))
+		b.log.Warn("slack send failed; retrying", zap.String("run_id", p.runID), zap.Int("attempt", n), zap.Error(redact.Scrub(err)))
 	}
 	wait := min(postRetry<<min(max(n-1, 0), 5), maxRetryWait)
 	p.mu.Lock()

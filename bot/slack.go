@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -239,6 +240,13 @@ func (s *SlackChat) retry(ctx context.Context, call func() error) error {
 	}
 }
 
+// HTTPClient is the client for every call to Slack: the Web API (through
+// slack.OptionHTTPClient) and response_url answers. slack-go's defaults use
+// http.DefaultClient, which has no timeout, so a stalled Slack would hang a
+// reply, and with it the handler, for ever. A minute covers file uploads of
+// plan text; API calls answer in well under a second.
+var HTTPClient = &http.Client{Timeout: time.Minute}
+
 // Respond answers privately through a response_url, which works in any
 // channel, even one the bot is not a member of.
 func Respond(responseURL string) Reply {
@@ -247,7 +255,7 @@ func Respond(responseURL string) Reply {
 			return errors.New("no response_url to answer on")
 		}
 		blocks := slack.Blocks{BlockSet: toBlocks(v)}
-		return slack.PostWebhookContext(ctx, responseURL, &slack.WebhookMessage{
+		return slack.PostWebhookCustomHTTPContext(ctx, responseURL, HTTPClient, &slack.WebhookMessage{
 			Text: v.Text, Blocks: &blocks, ResponseType: slack.ResponseTypeEphemeral,
 		})
 	}

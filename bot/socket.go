@@ -12,6 +12,8 @@ import (
 	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 	"go.uber.org/zap"
+
+	"github.com/deploybot/deploybot/internal/redact"
 )
 
 // Deliveries remembers which Socket Mode envelopes were handled, so a
@@ -70,7 +72,7 @@ func (s *Socket) Run(ctx context.Context) error {
 			s.teamID = who.TeamID
 			s.mu.Unlock()
 		} else {
-			s.log.Warn("auth.test failed", zap.Error(err))
+			s.log.Warn("auth.test failed", zap.Error(redact.Scrub(err)))
 		}
 	}
 	done := make(chan struct{})
@@ -96,7 +98,7 @@ func (s *Socket) Run(ctx context.Context) error {
 		case "invalid_auth", "not_authed", "account_inactive", "token_revoked":
 			return fmt.Errorf("slack refused the app token (SLACK_APP_TOKEN): %s", msg)
 		}
-		s.log.Warn("socket mode stopped; reconnecting", zap.Error(err), zap.Duration("backoff", backoff))
+		s.log.Warn("socket mode stopped; reconnecting", zap.Error(redact.Scrub(err)), zap.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -147,7 +149,7 @@ func (s *Socket) dispatch(ctx context.Context) {
 				continue
 			}
 			if err := s.sm.Ack(*evt.Request); err != nil {
-				s.log.Warn("ack failed", zap.Error(err))
+				s.log.Warn("ack failed", zap.Error(redact.Scrub(err)))
 			}
 			s.wg.Add(1)
 			go func(evt socketmode.Event) {
@@ -186,7 +188,7 @@ func (s *Socket) first(ctx context.Context, id string) bool {
 	ok, err := s.seen.FirstDelivery(ctx, id)
 	if err != nil {
 		// Acting twice is worse than a user having to repeat a click.
-		s.log.Error("recording delivery failed; ignoring envelope", zap.String("envelope", id), zap.Error(err))
+		s.log.Error("recording delivery failed; ignoring envelope", zap.String("envelope", id), zap.Error(redact.Scrub(err)))
 		s.mu.Lock()
 		delete(s.recent, id) // a redelivery may be recorded once the store answers
 		s.mu.Unlock()
@@ -203,7 +205,7 @@ func (s *Socket) unrecorded(ctx context.Context, err error) {
 	if url == "" {
 		return
 	}
-	s.bot.reply(ctx, Respond(url), ":x: deploybot could not record your request ("+escape(err.Error())+"), so it did nothing with it. If nothing happened, try again in a moment.")
+	s.bot.reply(ctx, Respond(url), ":x: deploybot could not record your request ("+escape(redact.ScrubString(err.Error()))+"), so it did nothing with it. If nothing happened, try again in a moment.")
 }
 
 // responseURLKey carries an envelope's response_url to unrecorded.
@@ -336,13 +338,13 @@ func (s *Socket) badMessage(ctx context.Context, evt socketmode.Event) {
 		} `json:"payload"`
 	}
 	if err := json.Unmarshal(bad.Message, &env); err != nil || env.EnvelopeID == "" {
-		s.log.Warn("unreadable socket message", zap.Error(bad.Cause))
+		s.log.Warn("unreadable socket message", zap.Error(redact.Scrub(bad.Cause)))
 		return
 	}
 	if err := s.sm.Ack(socketmode.Request{EnvelopeID: env.EnvelopeID}); err != nil {
-		s.log.Warn("ack failed", zap.Error(err))
+		s.log.Warn("ack failed", zap.Error(redact.Scrub(err)))
 	}
-	s.log.Warn("malformed envelope", zap.String("envelope", env.EnvelopeID), zap.Error(bad.Cause))
+	s.log.Warn("malformed envelope", zap.String("envelope", env.EnvelopeID), zap.Error(redact.Scrub(bad.Cause)))
 	if env.Payload.ResponseURL != "" && s.first(ctx, env.EnvelopeID) {
 		s.wg.Add(1)
 		go func() {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/deploybot/deploybot/internal/childenv"
 )
 
 // Checks: each returns a problem message, or "" when the value is fine.
@@ -284,3 +286,19 @@ func secretMessage(path, env string) string {
 
 // suggest returns the known key closest to k, if it is close enough to be
 // a plausible typo.
+
+var envPatternRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
+
+// envPattern checks an infra.terraform_env entry: a variable name, or a
+// prefix ending in "*". Terraform runs code from the infrastructure
+// repository (providers, local-exec), so the bot's own credentials must
+// never be passed on, not even by a pattern as broad as "GIT*" or "*".
+func envPattern(v string) string {
+	if !envPatternRe.MatchString(v) && v != "*" {
+		return fmt.Sprintf("%s is not a variable name or a prefix ending in * (like AWS_* or GOOGLE_APPLICATION_CREDENTIALS)", quote(v))
+	}
+	if childenv.PatternReachesForbidden(v) {
+		return fmt.Sprintf("%s would pass deploybot's own credentials to Terraform: variables starting with %s are never given to it; list only what the Terraform backend and providers need", quote(v), strings.Join(childenv.Forbidden, ", "))
+	}
+	return ""
+}

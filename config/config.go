@@ -142,7 +142,22 @@ type Infra struct {
 	BaseBranch   string // default "main"
 	Workdir      string // default "./work", resolved against the config file's directory
 	TerraformBin string // default "terraform"; a relative path containing "/" is resolved against the config file's directory, a bare name is looked up in PATH
+	// TerraformEnv (added key terraform_env, default DefaultTerraformEnv)
+	// names the variables of the bot's environment Terraform inherits on
+	// top of a baseline (PATH, HOME, locale, proxies, CA bundle): exact
+	// names, or prefixes ending in "*". It is for what the backend and
+	// providers need (cloud credentials); nothing else reaches Terraform.
+	// Patterns that could match deploybot's own variables (SLACK_*,
+	// SENTRY_*, AIRFLOW_*, GITHUB_*, DEPLOYBOT_*) are refused. An explicit
+	// empty list means the baseline only.
+	TerraformEnv []string
 }
+
+// DefaultTerraformEnv is infra.terraform_env when the key is absent: AWS_*
+// for the S3 backend and the AWS provider the Openverse infrastructure
+// uses, TF_TOKEN_* for a Terraform Cloud or private registry host. Keep it
+// equal to terraform.DefaultInheritEnv.
+var DefaultTerraformEnv = []string{"AWS_*", "TF_TOKEN_*"}
 
 // DefaultDataRefreshDAGs are the Openverse data refresh DAGs, used when the
 // airflow section does not list its own: an empty list would make the

@@ -239,7 +239,8 @@ func (w *walker) infra(f fieldSet) *Infra {
 		return nil
 	}
 	in := &Infra{BaseBranch: "main", Workdir: w.resolve("./work"), TerraformBin: "terraform"}
-	inf, ok := w.section(f, "infra", "clone_url", "base_branch", "workdir", "terraform_bin")
+	in.TerraformEnv = slices.Clone(DefaultTerraformEnv)
+	inf, ok := w.section(f, "infra", "clone_url", "base_branch", "workdir", "terraform_bin", "terraform_env")
 	if !ok {
 		return in
 	}
@@ -250,6 +251,9 @@ func (w *walker) infra(f fieldSet) *Infra {
 	in.BaseBranch = w.str(inf, "base_branch", false, "main", refPart)
 	in.Workdir = w.resolve(w.str(inf, "workdir", false, "./work", nil))
 	in.TerraformBin = w.str(inf, "terraform_bin", false, "terraform", nil)
+	if list, present := w.strList(inf, "terraform_env", false, envPattern); present {
+		in.TerraformEnv = list
+	}
 	if strings.Contains(in.TerraformBin, "/") {
 		in.TerraformBin = w.resolve(in.TerraformBin)
 	}

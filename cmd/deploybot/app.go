@@ -26,6 +26,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/internal/sentrylog"
 	"github.com/deploybot/deploybot/steps"
 )
@@ -155,7 +156,7 @@ func (m *Main) Run(ctx context.Context) error {
 			defer cancel()
 			t, err := gh.GitToken(ctx)
 			if err != nil {
-				m.Log.Error("no GitHub token for git", zap.Error(err))
+				m.Log.Error("no GitHub token for git", zap.Error(redact.Scrub(err)))
 			}
 			return t
 		}
@@ -165,6 +166,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.Infra != nil {
 		m.infra = infra.New(cfg.Infra, token)
 		m.infra.Log = zapWriter{m.Log.Named("terraform")}
+		m.infra.Secrets = infra.SecretValues(cfg.Secrets) // masked in everything posted
 		rb.AutomateInfra(m.infra)
 	}
 
@@ -191,7 +193,7 @@ func (m *Main) Run(ctx context.Context) error {
 		chat = console
 		m.ready = func() bool { return true }
 	default:
-		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()))
+		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()), slack.OptionHTTPClient(bot.HTTPClient))
 		sc := bot.NewSlackChat(api, m.Log)
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/deploybot/deploybot/internal/childenv"
 )
 
 // Redacted replaces a token wherever it would otherwise appear in an error.
@@ -102,34 +104,34 @@ type runOpts struct {
 // resets the helper list, so no configured helper ever receives the token.
 // gc.autoDetach=false keeps automatic gc inside the process we control
 // (and cancel) instead of a detached daemon that would outlive it and hold
-// locks.
-var globalArgs = []string{"-c", "credential.helper=", "-c", "gc.autoDetach=false"}
+// locks. core.hooksPath=/dev/null runs no client-side hook (pre-push,
+// reference-transaction, post-commit …, from a global hooksPath too): a hook
+// would run with the environment of the git that calls it, token included,
+// and the bot's clone has no hooks it needs.
+var globalArgs = []string{"-c", "credential.helper=", "-c", "gc.autoDetach=false", "-c", "core.hooksPath=/dev/null"}
 
-// scrubbedEnv lists inherited variables that would redirect git to another
-// repository (when the bot runs from a hook or a test harness), let it
-// prompt, change its output language, or undo redaction of traces.
-var scrubbedEnv = map[string]bool{
-	"GIT_DIR": true, "GIT_WORK_TREE": true, "GIT_INDEX_FILE": true,
-	"GIT_OBJECT_DIRECTORY": true, "GIT_ALTERNATE_OBJECT_DIRECTORIES": true,
-	"GIT_COMMON_DIR": true, "GIT_NAMESPACE": true, "GIT_PREFIX": true,
-	"GIT_CONFIG_PARAMETERS": true,
-	"GIT_ASKPASS":           true, "SSH_ASKPASS": true, "GIT_TERMINAL_PROMPT": true,
-	"GCM_INTERACTIVE": true, "GIT_TRACE_REDACT": true,
-	"LC_ALL": true, "LANGUAGE": true,
-	"GIT_AUTHOR_NAME": true, "GIT_AUTHOR_EMAIL": true, "GIT_AUTHOR_DATE": true,
-	"GIT_COMMITTER_NAME": true, "GIT_COMMITTER_EMAIL": true, "GIT_COMMITTER_DATE": true,
-	tokenEnv: true,
+// gitEnv is what git inherits on top of childenv.Baseline: where its own
+// configuration is (an operator's safe.directory or ssh settings), how to
+// reach an ssh remote (agent, ssh command) and which CAs an https remote is
+// checked against. Nothing else from the bot's environment reaches git, so
+// none of the bot's credentials can end up in a hook, a helper or a trace.
+// The token is added per command, for the askpass helper only (see run).
+var gitEnv = []string{
+	"GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME",
+	"GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT", "SSH_AUTH_SOCK",
+	"GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
 }
 
 func (r *Repo) env() []string {
-	inherited := os.Environ()
+	inherited := childenv.Inherit(gitEnv)
+	// LC_* come with the baseline; LC_ALL=C below must win over them so
+	// that the messages this package parses are in English.
+	delete(inherited, "LC_ALL")
 	env := make([]string, 0, len(inherited)+10)
-	for _, kv := range inherited {
-		k, _, _ := strings.Cut(kv, "=")
-		if !scrubbedEnv[k] {
-			env = append(env, kv)
-		}
+	for k, v := range inherited {
+		env = append(env, k+"="+v)
 	}
+	sort.Strings(env) // deterministic, for anyone comparing environments
 	return append(env,
 		"GIT_TERMINAL_PROMPT=0",
 		"GCM_INTERACTIVE=never",

@@ -100,6 +100,14 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		// Canonical, so our paths compare equal to those git records.
 		wd, err = filepath.EvalSymlinks(wd)
 	}
+	// MkdirAll does not change directories that already exist (an
+	// operator's mkdir, an older deploybot): make them private too. The
+	// workdir holds plan files and local state, which carry secrets.
+	for _, d := range []string{wd, filepath.Join(wd, "runs")} {
+		if err == nil {
+			err = os.Chmod(d, 0o700)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("git: workdir: %w", err)
 	}

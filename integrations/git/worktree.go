@@ -88,6 +88,12 @@ func (r *Repo) Worktree(ctx context.Context, runID, branch string) (*Worktree, e
 	if err != nil {
 		return nil, err
 	}
+	// git creates the checkout with the process umask (usually 0755);
+	// Terraform keeps its backend settings and provider credentials cache
+	// (.terraform/) in it, so only the bot's user may enter it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("git: worktree %s: %w", dir, err)
+	}
 	return w, nil
 }
 

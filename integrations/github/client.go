@@ -65,7 +65,16 @@ type options struct {
 	attempts    int
 	clock       Clock
 	actor       string
+	// attemptTimeout bounds one attempt's wait for response headers;
+	// tests shorten it.
+	attemptTimeout time.Duration
 }
+
+// defaultAttemptTimeout is how long one request may wait for GitHub's
+// response headers. GitHub answers even large listings well within it; a
+// request stuck longer is on a dead connection and is better retried (or
+// reported) than left to hang a deploy step forever.
+const defaultAttemptTimeout = 60 * time.Second
 
 // WithHTTPClient sets the client whose Transport, Timeout and redirect policy
 // are used underneath authentication and retries. The given client is not
@@ -119,6 +128,8 @@ type Client struct {
 	app     *ghinstallation.Transport
 	backoff time.Duration // the wait before re-checking after an ambiguous answer
 
+	tokenTimeout time.Duration // bounds GitToken's installation token request
+
 	// appJWT reads the App itself (GET /app), which only a JWT may.
 	appJWT *gh.Client
 
@@ -132,6 +143,10 @@ type Client struct {
 // static token, or a fresh installation token of the GitHub App.
 func (c *Client) GitToken(ctx context.Context) (string, error) {
 	if c.app != nil {
+		// The token request runs outside the http.Client, so its Timeout
+		// does not cover it: bound it here.
+		ctx, cancel := context.WithTimeout(ctx, c.tokenTimeout)
+		defer cancel()
 		return c.app.Token(ctx)
 	}
 	return c.secret, nil
@@ -147,6 +162,8 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 		backoffMax:  30 * time.Second,
 		attempts:    5,
 		clock:       realClock{},
+
+		attemptTimeout: defaultAttemptTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -166,13 +183,27 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("github: api_url %q is not an http(s) URL", apiURL)
 	}
 
-	hc := &http.Client{}
+	// A copy, so the caller's client is not modified; its Timeout is set
+	// below when the caller gave none.
+	hc := new(http.Client)
 	if o.httpClient != nil {
 		*hc = *o.httpClient
 	}
-	var rt http.RoundTripper = http.DefaultTransport
+	// Never wait forever. The per-attempt bound sits in the transport, under
+	// the retries, so that a dead connection is retried; the whole call is
+	// bounded too, generously enough for every attempt plus the rate-limit
+	// and backoff waits the retry layer is allowed (WithMaxWait), so waiting
+	// out a rate limit keeps working.
+	var rt http.RoundTripper
 	if hc.Transport != nil {
 		rt = hc.Transport
+	} else {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = o.attemptTimeout
+		rt = tr
+	}
+	if hc.Timeout <= 0 {
+		hc.Timeout = o.maxWait + time.Duration(o.attempts)*(o.attemptTimeout+o.backoffMax)
 	}
 	// Retries sit below authentication so that the App's installation token
 	// request is retried like any other.
@@ -185,7 +216,7 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 		maxWait:  o.maxWait,
 	}
 
-	c := &Client{webURL: WebURL(apiURL), clock: o.clock, maxWait: o.maxWait, backoff: o.backoffBase, actor: o.actor}
+	c := &Client{tokenTimeout: hc.Timeout, webURL: WebURL(apiURL), clock: o.clock, maxWait: o.maxWait, backoff: o.backoffBase, actor: o.actor}
 	useApp := auth.AppID != 0 || auth.InstallationID != 0 || len(auth.PrivateKey) > 0
 	switch {
 	case auth.Token != "" && !useApp:
@@ -204,6 +235,10 @@ func New(apiURL string, auth Auth, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("github: reading the GitHub App private key: %w", err)
 		}
 		itr.BaseURL = strings.TrimSuffix(apiURL, "/")
+		// ghinstallation's own default client has no timeout. (v2.9 sends
+		// the token request straight through rt, whose header timeout
+		// applies; GitToken bounds the whole call with tokenTimeout.)
+		itr.Client = &http.Client{Transport: rt, Timeout: hc.Timeout}
 		c.app = itr
 		atr, err := ghinstallation.NewAppsTransport(rt, auth.AppID, auth.PrivateKey)
 		if err != nil {

@@ -28,6 +28,11 @@ type Infra struct {
 	token func() string
 	// Log receives Terraform's output for the bot's log.
 	Log io.Writer
+	// Secrets are values never to appear in what is posted to Slack
+	// (SecretValues of the config's credentials). Terraform and git output
+	// (errors, plan text, apply progress) is masked before it leaves this
+	// package, as are absolute paths under infra.workdir.
+	Secrets []string
 
 	mu   sync.Mutex
 	repo *git.Repo
@@ -92,11 +97,11 @@ func Branch(r *steps.Run) string {
 func (in *Infra) Tree(ctx context.Context, r *steps.Run) (steps.Tree, error) {
 	repo, err := in.open(ctx)
 	if err != nil {
-		return nil, err
+		return nil, in.masker().Err(err)
 	}
 	wt, err := repo.Worktree(ctx, r.ID, Branch(r))
 	if err != nil {
-		return nil, err
+		return nil, in.masker().Err(err)
 	}
 	return &tree{in: in, repo: repo, wt: wt, plans: filepath.Join(in.cfg.Workdir, "plans", r.ID)}, nil
 }
@@ -110,10 +115,14 @@ type tree struct {
 
 func (t *tree) Branch() string { return t.wt.Branch }
 
-func (t *tree) BaseCommit(ctx context.Context) (string, error) { return t.wt.Head(ctx) }
+func (t *tree) BaseCommit(ctx context.Context) (string, error) {
+	c, err := t.wt.Head(ctx)
+	return c, t.in.masker().Err(err)
+}
 
 func (t *tree) RemoteBaseCommit(ctx context.Context) (string, error) {
-	return t.repo.RemoteBaseCommit(ctx)
+	c, err := t.repo.RemoteBaseCommit(ctx)
+	return c, t.in.masker().Err(err)
 }
 
 // path resolves a repository-relative path inside the run's tree, refusing
@@ -142,7 +151,7 @@ func (t *tree) SetAttribute(file, module, attr string, value any) (string, bool,
 		return "", false, fmt.Errorf("cannot set %s to a %T", attr, value)
 	}
 	changed, err := terraform.SetModuleAttribute(p, module, attr, v)
-	return old, changed, err
+	return old, changed, t.in.masker().Err(err)
 }
 
 func (t *tree) Attribute(file, module, attr string) (string, error) {
@@ -150,7 +159,8 @@ func (t *tree) Attribute(file, module, attr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return attribute(p, module, attr)
+	v, err := attribute(p, module, attr)
+	return v, t.in.masker().Err(err)
 }
 
 // attribute reads a literal string or bool attribute as text.
@@ -176,7 +186,9 @@ func (t *tree) runner(env *config.Environment) (*terraform.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: t.in.Log}, nil
+	// A nil TerraformEnv (a Config built by hand, not by config.Parse) gets
+	// terraform.DefaultInheritEnv; config.Parse always fills it in.
+	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: t.in.Log, InheritEnv: t.in.cfg.TerraformEnv}, nil
 }
 
 func (t *tree) planFile(env *config.Environment) string {
@@ -191,10 +203,24 @@ func (t *tree) backendConfig(env *config.Environment) []string {
 	return out
 }
 
+// Plan plans env. Everything it returns for the chat (errors, the
+// rendered and full plan) is masked: host paths under the workdir and
+// secret values, the plan's sensitive values included.
 func (t *tree) Plan(ctx context.Context, env *config.Environment, maxChars int) (*steps.Plan, error) {
+	var sensitive []string
+	p, err := t.plan(ctx, env, maxChars, &sensitive)
+	m := t.in.masker(sensitive...)
+	if err != nil {
+		return nil, m.Err(err)
+	}
+	p.Summary, p.Rendered, p.Full = m.String(p.Summary), m.String(p.Rendered), m.String(p.Full)
+	return p, nil
+}
+
+func (t *tree) plan(ctx context.Context, env *config.Environment, maxChars int, sensitive *[]string) (*steps.Plan, error) {
 	// Plan from the newest base: a plan made again because the base moved
 	// must show what will really be applied. Edits are kept (autostash).
-	if err := t.wt.Rebase(ctx); err != nil {
+	if err := t.wt.Rebase(ctx); err != nil { // masked by Plan
 		return nil, fmt.Errorf("updating the run branch to the newest %s: %w", t.in.cfg.BaseBranch, err)
 	}
 	commit, err := t.wt.Head(ctx)
@@ -216,6 +242,7 @@ func (t *tree) Plan(ctx context.Context, env *config.Environment, maxChars int) 
 	if err := r.Init(ctx, t.backendConfig(env)...); err != nil {
 		return nil, err
 	}
+	t.privateState(env) // init may have created it
 	if err := os.MkdirAll(t.plans, 0o700); err != nil {
 		return nil, err
 	}
@@ -233,6 +260,7 @@ func (t *tree) Plan(ctx context.Context, env *config.Environment, maxChars int) 
 	if err != nil {
 		return nil, err
 	}
+	*sensitive = sensitiveValues(js)
 	d := terraform.Summarize(js)
 	p.Summary = d.SummaryLine()
 	p.Warning = d.Destroy > 0 || d.Replace > 0
@@ -245,27 +273,59 @@ func (t *tree) Plan(ctx context.Context, env *config.Environment, maxChars int) 
 	return p, nil
 }
 
+// privateState makes a local state file under the workdir owner-only:
+// Terraform writes it with the umask (0644), and state holds every
+// resource attribute, sensitive ones included, in clear.
+func (t *tree) privateState(env *config.Environment) {
+	if v, ok := env.BackendConfig["path"]; ok && strings.Contains(v, "{workdir}") {
+		p := strings.ReplaceAll(v, "{workdir}", t.in.cfg.Workdir)
+		for _, f := range []string{p, p + ".backup"} {
+			_ = os.Chmod(f, 0o600) // absent before the first apply
+		}
+	}
+}
+
 func (t *tree) PlanSHA256(env *config.Environment) (string, error) {
 	return terraform.FileSHA256(t.planFile(env))
 }
 
+// Apply applies the saved plan. Progress lines and errors are masked like
+// the plan: Terraform hides sensitive attributes in its own output, but a
+// provider's or provisioner's message may still carry one literally.
 func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.Writer) error {
 	r, err := t.runner(env)
 	if err != nil {
-		return err
+		return t.in.masker().Err(err)
 	}
-	return r.Apply(ctx, t.planFile(env), progress)
+	var sensitive []string
+	if js, err := r.ShowJSON(ctx, t.planFile(env)); err == nil {
+		sensitive = sensitiveValues(js)
+	} // else: Apply itself reports the missing or unreadable plan
+	m := t.in.masker(sensitive...)
+	var w *writer
+	if progress != nil {
+		w = m.Writer(progress)
+		progress = w
+	}
+	err = r.Apply(ctx, t.planFile(env), progress)
+	t.privateState(env)
+	if w != nil {
+		_ = w.Flush() // the last line; a chat write error is not the apply's
+	}
+	return m.Err(err)
 }
 
 func (t *tree) Commit(ctx context.Context, message string, files ...string) (string, error) {
-	return t.wt.Commit(ctx, message, files...)
+	sha, err := t.wt.Commit(ctx, message, files...)
+	return sha, t.in.masker().Err(err)
 }
 
 func (t *tree) Push(ctx context.Context) (bool, error) {
 	if !local(t.in.cfg.CloneURL) && (t.in.token == nil || t.in.token() == "") {
 		return false, steps.ErrNoPush
 	}
-	return t.wt.Push(ctx)
+	pushed, err := t.wt.Push(ctx)
+	return pushed, t.in.masker().Err(err)
 }
 
 func (t *tree) StateLock(ctx context.Context, env *config.Environment) (*steps.StateLock, error) {
@@ -275,9 +335,11 @@ func (t *tree) StateLock(ctx context.Context, env *config.Environment) (*steps.S
 	}
 	l, err := r.LockInfo()
 	if err != nil || l == nil {
-		return nil, err
+		return nil, t.in.masker().Err(err)
 	}
-	return stateLock(l), nil
+	sl := stateLock(l)
+	sl.Path = t.in.masker().String(sl.Path)
+	return sl, nil
 }
 
 func (t *tree) ForceUnlock(ctx context.Context, env *config.Environment, lockID string) error {
@@ -285,7 +347,7 @@ func (t *tree) ForceUnlock(ctx context.Context, env *config.Environment, lockID 
 	if err != nil {
 		return err
 	}
-	return r.ForceUnlock(ctx, lockID)
+	return t.in.masker().Err(r.ForceUnlock(ctx, lockID))
 }
 
 func (t *tree) ParseStateLock(err error) *steps.StateLock {
@@ -293,7 +355,9 @@ func (t *tree) ParseStateLock(err error) *steps.StateLock {
 		return nil
 	}
 	if l := terraform.ParseLockError(err.Error()); l != nil {
-		return stateLock(l)
+		sl := stateLock(l)
+		sl.Path = t.in.masker().String(sl.Path)
+		return sl
 	}
 	return nil
 }

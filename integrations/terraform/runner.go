@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
+
+	"github.com/deploybot/deploybot/internal/childenv"
 )
 
 // DefaultWaitDelay is how long a cancelled command gets between SIGINT and
@@ -26,16 +28,14 @@ import (
 // own default (60 s) holds up shutdown of the bot longer than needed.
 const DefaultWaitDelay = 30 * time.Second
 
-// withheldEnv are deploybot's own credentials. Terraform and the providers and
-// modules it runs have no business reading them, so they are not inherited
-// unless Runner.Env sets them on purpose.
-var withheldEnv = []string{
-	"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN",
-	"GITHUB_TOKEN", "GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID",
-	"GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_FILE",
-	"SENTRY_AUTH_TOKEN", "SENTRY_DSN",
-	"AIRFLOW_USERNAME", "AIRFLOW_PASSWORD",
-}
+// DefaultInheritEnv is what Terraform inherits from the bot's environment,
+// beyond childenv.Baseline, when Runner.InheritEnv is nil (and what the
+// config key infra.terraform_env defaults to): AWS credentials and settings
+// for the S3 backend and the AWS provider the Openverse infrastructure uses,
+// and TF_TOKEN_* for a Terraform Cloud/registry host. Anything else a
+// backend needs (GOOGLE_APPLICATION_CREDENTIALS, ARM_*, …) is named in the
+// config; deploybot's own credentials never are (childenv.Forbidden).
+var DefaultInheritEnv = []string{"AWS_*", "TF_TOKEN_*"}
 
 // minRedactLen keeps short, harmless values such as "1" or "true" from being
 // blanked all over the output when they happen to be in Runner.Env.
@@ -52,6 +52,12 @@ type Runner struct {
 	Bin string
 	// Dir is the root module (e.g. environments/prod of the infra checkout).
 	Dir string
+	// InheritEnv names the variables of the bot's environment Terraform
+	// gets on top of childenv.Baseline: names, or prefixes ending in "*".
+	// nil means DefaultInheritEnv; an empty list means none. Variables of
+	// deploybot's own (SLACK_*, SENTRY_*, AIRFLOW_*, GITHUB_*, DEPLOYBOT_*)
+	// are never inherited, whatever the list says.
+	InheritEnv []string
 	// Env is added to the inherited environment, e.g. cloud credentials.
 	// Keys terraform-exec manages itself (TF_IN_AUTOMATION, TF_INPUT, TF_LOG*,
 	// TF_CLI_ARGS*, TF_VAR_*, TF_WORKSPACE, …) are rejected; TF_IN_AUTOMATION
@@ -135,6 +141,12 @@ func (r *Runner) Plan(ctx context.Context, planFile, target string) (hasChanges 
 		// apply it); remove it so no later step mistakes it for a result.
 		_ = os.Remove(abs)
 		return false, err
+	}
+	// Terraform writes the plan with the umask (0644): it holds every
+	// value of the configuration, sensitive ones included, in clear.
+	if err := os.Chmod(abs, 0o600); err != nil {
+		_ = os.Remove(abs)
+		return false, fmt.Errorf("terraform: plan file %s: %w", abs, err)
 	}
 	return hasChanges, nil
 }
@@ -375,27 +387,24 @@ func (r *Runner) bin() (string, error) {
 	return p, nil
 }
 
-// environ is the inherited environment minus deploybot's credentials and the
-// variables terraform-exec manages, plus Runner.Env.
+// environ is built from an allow list (baseline, InheritEnv) rather than
+// from os.Environ() minus known secrets: Terraform runs providers and
+// local-exec provisioners from the infrastructure repository, and any
+// credential of the bot's that nobody thought to deny would reach them.
+// Runner.Env is explicit, so it is added as given.
 func (r *Runner) environ() (map[string]string, error) {
 	if bad := tfexec.ProhibitedEnv(r.Env); len(bad) > 0 {
 		sort.Strings(bad)
 		return nil, fmt.Errorf("Runner.Env must not set %s: terraform-exec manages it", strings.Join(bad, ", "))
 	}
-	env := make(map[string]string)
-	for _, kv := range os.Environ() {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
+	inherit := r.InheritEnv
+	if inherit == nil {
+		inherit = DefaultInheritEnv
 	}
-	for _, k := range withheldEnv {
-		delete(env, k)
-	}
-	env = tfexec.CleanEnv(env)
+	env := tfexec.CleanEnv(childenv.Inherit(inherit))
 	// No update checks: the bot runs offline-friendly and must not phone home
 	// (Terraform's "version" command would otherwise contact checkpoint).
-	if _, ok := env["CHECKPOINT_DISABLE"]; !ok {
-		env["CHECKPOINT_DISABLE"] = "1"
-	}
+	env["CHECKPOINT_DISABLE"] = "1"
 	for k, v := range r.Env {
 		env[k] = v
 	}
