@@ -2,7 +2,10 @@ package steps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -157,7 +160,24 @@ func (x *Exec) emit(e OutboxEntry) error {
 		x.held = append(x.held, e)
 		return nil
 	}
+	if e.Kind == OutboxSay {
+		// A step started again after a crash says what it said before
+		// (a release preview, a PR link): the thread already has those
+		// lines, so the resumed attempt does not repeat them. A person's
+		// Retry is a new attempt and says everything again.
+		key := "said:" + saidKey(e.Text)
+		if x.Step.Data[key] != "" && x.Step.Data[resumedKey] == strconv.Itoa(x.Step.Attempt) {
+			return nil
+		}
+		x.data[key] = strconv.Itoa(x.Step.Attempt)
+	}
 	return x.checkpoint(x.data, []OutboxEntry{e})
+}
+
+// saidKey is a short, stable name for a line's text.
+func saidKey(text string) string {
+	h := sha256.Sum256([]byte(text))
+	return hex.EncodeToString(h[:8])
 }
 
 // UserName returns a person's name for outside systems, or the id when
