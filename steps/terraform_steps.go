@@ -55,7 +55,11 @@ func (s *planStep) Start(ctx context.Context, x *Exec) Result {
 	x.SetRunValue(planKey(s.env.Name, "commit"), p.Commit)
 	if !p.HasChanges {
 		x.SetRunValue(planKey(s.env.Name, "nochanges"), "true")
-		return Done(fmt.Sprintf("no changes in %s: nothing to approve or apply", s.env.Name))
+		// Said in the thread too: after a crash that lost an apply's
+		// record, this is how people learn the apply did happen.
+		r := Done(fmt.Sprintf("no changes in %s: nothing to approve or apply", s.env.Name))
+		r.Say = fmt.Sprintf(":white_check_mark: %s already has `%s` = `%s`: the plan has no changes, nothing to apply.", s.env.Name, s.env.VersionAttribute, Escape(x.Run.Version))
+		return r
 	}
 	x.SetRunValue(planKey(s.env.Name, "nochanges"), "")
 	head := fmt.Sprintf("*Plan for %s* (`%s`, plan `%s` from `%s`)", s.env.Name, s.env.Dir, short(p.SHA256), short(p.Commit))
@@ -119,6 +123,10 @@ func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 		return Skipped("the plan had no changes")
 	}
 	want := x.RunValue(planKey(env, "approved_sha256"))
+	if done := x.Get("applied_plan"); done != "" && done == want {
+		// Applied before deploybot stopped: finish, never apply again.
+		return s.applied(ctx, x, want, x.Step.StartedAt)
+	}
 	if want == "" {
 		// After a failure or an interruption the approval is void
 		// (standDown): Retry and Re-plan land here and start over from
@@ -169,12 +177,27 @@ func (s *applyStep) apply(ctx context.Context, x *Exec, t Tree, want string) Res
 		}
 		return FailedText("terraform apply of %s failed:\n```\n%s\n```", env, Escape(tail(msg, 1500)))
 	}
+	// Recorded at once, with its message, in one commit: a crash from
+	// here on finds the apply done (Interrupted offers Continue, not
+	// Re-plan) and the thread already says so.
+	x.Set("applied_plan", want)
+	x.Set("applied_at", time.Now().UTC().Format(time.RFC3339Nano))
+	x.Say(":white_check_mark: %s applied: `%s` is now `%s`.", env, s.env.VersionAttribute, Escape(x.Run.Version))
+	return s.applied(ctx, x, want, started)
+}
+
+// applied finishes the step once the approved plan is applied: the run
+// learns when (the Sentry watch's window), and Sentry gets its deploy
+// marker, at most once (the intent is recorded before it is sent).
+func (s *applyStep) applied(ctx context.Context, x *Exec, want string, started time.Time) Result {
+	env := s.env.Name
 	x.SetRunValue(planKey(env, "applied"), "true")
-	x.SetRunValue("applied_at:"+env, time.Now().UTC().Format(time.RFC3339Nano))
-	recordDeploy(ctx, s.sentry, s.sentryCfg, x, env, started)
-	r := Done(fmt.Sprintf("applied plan `%s`: %s", short(want), x.RunValue(planKey(env, "summary"))))
-	r.Say = fmt.Sprintf(":white_check_mark: %s applied: `%s` is now `%s`.", env, s.env.VersionAttribute, Escape(x.Run.Version))
-	return r
+	x.SetRunValue("applied_at:"+env, x.Get("applied_at"))
+	if x.Get("marker") == "" {
+		_ = x.Save("marker", "sent")
+		recordDeploy(ctx, s.sentry, s.sentryCfg, x, env, started)
+	}
+	return Done(fmt.Sprintf("applied plan `%s`: %s", short(want), x.RunValue(planKey(env, "summary"))))
 }
 
 func (s *applyStep) Act(ctx context.Context, x *Exec, a Action) Result {
@@ -190,6 +213,13 @@ func (s *applyStep) Act(ctx context.Context, x *Exec, a Action) Result {
 // stands down (flag false, approval void) and people get Re-plan, or first
 // Force unlock when the killed apply left the state locked.
 func (s *applyStep) Interrupted(ctx context.Context, x *Exec) Result {
+	if done := x.Get("applied_plan"); done != "" && done == x.RunValue(planKey(s.env.Name, "approved_sha256")) {
+		// The apply finished and was recorded before deploybot stopped;
+		// only the step's end is missing.
+		return Result{Note: "interrupted after the apply finished",
+			Prompt:  fmt.Sprintf("deploybot stopped just after `terraform apply` of plan `%s` finished for %s (it is recorded). Continue finishes the step; nothing is applied again.", short(done), s.env.Name),
+			Buttons: []Button{{Verb: VerbRetry, Label: "Continue", Style: "primary"}}}
+	}
 	t, err := s.tree(ctx, x)
 	if err != nil {
 		return Result{Note: "interrupted: deploybot stopped while terraform apply ran",

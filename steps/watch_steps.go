@@ -164,13 +164,28 @@ type window struct {
 // ends when it would have.
 func (s *watchStep) windows(x *Exec) []window {
 	var ws []window
+	var missing []string
 	for _, e := range s.svc.Environments {
 		at := x.RunValue("applied_at:" + e.Name)
 		t, err := time.Parse(time.RFC3339Nano, at)
 		if err != nil {
+			missing = append(missing, e.Name)
 			continue
 		}
 		ws = append(ws, window{env: e.Name, senv: s.cfg.Environment(e.Name), start: t, end: t.Add(s.cfg.Watch)})
+	}
+	if len(ws) > 0 {
+		// An environment the run got past without a recorded apply time
+		// (a crash between the apply and its record, or a plan with no
+		// changes) is watched all the same, from the run's start: better a
+		// pre-existing issue shown than a new one missed.
+		end := ws[0].end
+		for _, w := range ws {
+			end = later(end, w.end)
+		}
+		for _, name := range missing {
+			ws = append(ws, window{env: name, senv: s.cfg.Environment(name), start: x.Run.CreatedAt, end: end})
+		}
 	}
 	if len(ws) == 0 {
 		start := x.Step.StartedAt
@@ -369,4 +384,11 @@ func oneLine(s string, n int) string {
 		return string([]rune(s)[:n-1]) + "…"
 	}
 	return s
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

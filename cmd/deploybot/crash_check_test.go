@@ -66,19 +66,25 @@ var perAttempt = []*regexp.Regexp{
 	regexp.MustCompile(`^:rocket: Applying plan `),
 	regexp.MustCompile(`^\*terraform (plan|apply) \(`),
 	regexp.MustCompile(`^:hourglass_flowing_sand: Build `),
+	// A plan is shown again whenever a person asks for a new one (Re-plan
+	// after an interrupted apply): it is the plan they must approve.
+	regexp.MustCompile(`^(:warning: \*This plan destroys or replaces resources\.\* )?\*Plan for `),
 }
 
 // mustOnce are thread messages a run that reached its scenario's end has
 // (exactly once: a second copy is a duplicate above), by scenario.
 var mustOnce = map[string][]string{
-	"deploy": {"Release preview", "dev applied: `image_tag` is now", "prod applied: `image_tag` is now",
+	// "A || B": either says it. After a crash that lost an apply's record
+	// the re-plan finds nothing to change and says the environment already
+	// has the version.
+	"deploy": {"Release preview", "dev applied: `image_tag` is now || dev already has `image_tag`", "prod applied: `image_tag` is now || prod already has `image_tag`",
 		"to Sentry environment `staging`", "to Sentry environment `production`",
 		"Watching Sentry project", "Sentry watch over", "Changelog PR:", "and pushed it", "Opened the infrastructure PR"},
 	"rollback": {"Dispatched deploy-production-ingestion-server.yml", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
 	// GitHub answers the dispatch 504: deploybot says it got no clear
 	// answer and looks for the run instead of dispatching again.
 	"rollback-504": {"No clear answer to the dispatch of deploy-production-ingestion-server.yml", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
-	"apply-failure": {"Release preview", "dev applied: `image_tag` is now", "to Sentry environment `staging`",
+	"apply-failure": {"Release preview", "dev applied: `image_tag` is now || dev already has `image_tag`", "to Sentry environment `staging`",
 		"“Production (prod): apply” failed", "cancelled the run", "`data_refresh_cleared` restored to `false`"},
 }
 
@@ -275,8 +281,11 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 	for _, want := range want {
 		n := 0
 		for _, m := range cw.thread() {
-			if strings.Contains(m.Text, want) {
-				n++
+			for _, alt := range strings.Split(want, " || ") {
+				if strings.Contains(m.Text, alt) {
+					n++
+					break
+				}
 			}
 		}
 		if !reached {
