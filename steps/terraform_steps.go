@@ -120,6 +120,15 @@ type applyStep struct {
 func (s *applyStep) Start(ctx context.Context, x *Exec) Result {
 	env := s.env.Name
 	if x.RunValue(planKey(env, "nochanges")) == "true" {
+		if x.Step.Attempt > 1 && x.Get("applied_plan") == "" {
+			// This step ran before and the fresh plan finds nothing to
+			// change: its apply went through before deploybot stopped
+			// and lost its record. The environment has the version now.
+			x.Set("applied_at", time.Now().UTC().Format(time.RFC3339Nano))
+			x.SetRunValue("applied_at:"+env, x.Get("applied_at"))
+			s.markDeploy(ctx, x, x.Step.StartedAt)
+			return Skipped("the plan had no changes: the interrupted apply had gone through")
+		}
 		return Skipped("the plan had no changes")
 	}
 	want := x.RunValue(planKey(env, "approved_sha256"))
@@ -193,11 +202,28 @@ func (s *applyStep) applied(ctx context.Context, x *Exec, want string, started t
 	env := s.env.Name
 	x.SetRunValue(planKey(env, "applied"), "true")
 	x.SetRunValue("applied_at:"+env, x.Get("applied_at"))
-	if x.Get("marker") == "" {
-		_ = x.Save("marker", "sent")
-		recordDeploy(ctx, s.sentry, s.sentryCfg, x, env, started)
-	}
+	s.markDeploy(ctx, x, started)
 	return Done(fmt.Sprintf("applied plan `%s`: %s", short(want), x.RunValue(planKey(env, "summary"))))
+}
+
+// markDeploy sends Sentry its deploy marker for this environment at most
+// once: the intent ("sent") is committed before the call, and "done"
+// commits with the message that says so. A crash in between is said as it
+// is, and the marker is not sent again.
+func (s *applyStep) markDeploy(ctx context.Context, x *Exec, started time.Time) {
+	if s.sentry == nil {
+		return
+	}
+	switch x.Get("marker") {
+	case "":
+		_ = x.Save("marker", "sent")
+		x.Set("marker", "done")
+		recordDeploy(ctx, s.sentry, s.sentryCfg, x, s.env.Name, started)
+	case "sent":
+		x.Set("marker", "done")
+		x.Say(":bookmark: The deploy of `%s` to Sentry environment `%s` was being recorded when deploybot stopped; it is not sent again (check the release in Sentry if it is missing).",
+			Escape(x.Run.Version), s.sentryCfg.Environment(s.env.Name))
+	}
 }
 
 func (s *applyStep) Act(ctx context.Context, x *Exec, a Action) Result {

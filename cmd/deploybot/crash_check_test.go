@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -258,8 +259,13 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 	// Keyed by text, the part every client shows and notifies with (Slack
 	// gives each message its own block ids, so blocks never repeat).
 	seen := map[string]int{}
+	keys := map[string]map[string]bool{} // text → the outbox keys it was posted under
 	for _, m := range cw.thread() {
 		seen[m.Text]++
+		if keys[m.Text] == nil {
+			keys[m.Text] = map[string]bool{}
+		}
+		keys[m.Text][outboxKeyOf(m)] = true
 	}
 	for text, n := range seen {
 		if n < 2 {
@@ -268,6 +274,12 @@ func (cw *crashWorld) checkThread(v *verdict, reached bool) {
 		legit := false
 		for _, re := range perAttempt {
 			legit = legit || re.MatchString(text)
+		}
+		// Two clicks within the same second read the same ("<@U…> clicked
+		// *Approve* … at 20:58:29 UTC") yet are two events: told apart by
+		// their outbox keys. One click's line posted twice has one key.
+		if clickLine.MatchString(text) && len(keys[text]) == n {
+			legit = true
 		}
 		if !legit {
 			v.duplicates += n - 1
@@ -310,6 +322,20 @@ func (cw *crashWorld) thread() []slacktest.Message {
 		out = append(out, cw.srv.Thread(deploys, m.TS)...)
 	}
 	return out
+}
+
+// clickLine is the thread line a click makes.
+var clickLine = regexp.MustCompile(`^<@U[A-Z0-9]+> clicked \*`)
+
+// outboxKeyOf is the idempotency key a message carries in its metadata.
+func outboxKeyOf(m slacktest.Message) string {
+	var md struct {
+		EventPayload map[string]any `json:"event_payload"`
+	}
+	if json.Unmarshal(m.Metadata, &md) != nil {
+		return ""
+	}
+	return fmt.Sprint(md.EventPayload["key"])
 }
 
 func oneLineForReport(s string) string {
