@@ -118,11 +118,13 @@ func TestOutsideSystemsFailingEachWay(t *testing.T) {
 			ts := w.deploy()
 			named("Check Airflow")
 			af.set("pass")
+			// GitHub fails from before the release step starts: the Retry
+			// of the Airflow check leads straight into it.
+			gh.set(fault)
 			w.step(ts, "Check Airflow", "retry", alice)
 			w.waitText(ts, "no data refresh running")
 
 			// GitHub: the release preview.
-			gh.set(fault)
 			named("Publish the release")
 			gh.set("pass")
 			w.step(ts, "Publish the release", "retry", alice)
