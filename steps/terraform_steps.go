@@ -220,9 +220,20 @@ func (s *applyStep) markDeploy(ctx context.Context, x *Exec, started time.Time) 
 		x.Set("marker", "done")
 		recordDeploy(ctx, s.sentry, s.sentryCfg, x, s.env.Name, started)
 	case "sent":
+		// A crash came between the intent and its record: look before
+		// sending again.
+		senv := s.sentryCfg.Environment(s.env.Name)
+		there, err := s.sentry.HasDeploy(ctx, x.Run.Version, senv)
 		x.Set("marker", "done")
-		x.Say(":bookmark: The deploy of `%s` to Sentry environment `%s` was being recorded when deploybot stopped; it is not sent again (check the release in Sentry if it is missing).",
-			Escape(x.Run.Version), s.sentryCfg.Environment(s.env.Name))
+		switch {
+		case err != nil:
+			x.Say(":warning: The deploy of `%s` to Sentry environment `%s` was being recorded when deploybot stopped, and Sentry cannot be asked now (%s); it is not sent again. Check the release in Sentry.",
+				Escape(x.Run.Version), senv, Escape(err.Error()))
+		case there:
+			x.Say(":bookmark: Recorded the deploy of `%s` to Sentry environment `%s` (before deploybot stopped).", Escape(x.Run.Version), senv)
+		default:
+			recordDeploy(ctx, s.sentry, s.sentryCfg, x, s.env.Name, started)
+		}
 	}
 }
 

@@ -78,6 +78,8 @@ const watchStepID = "sentry"
 // Sentry records deploys and finds issues in one Sentry project.
 type Sentry interface {
 	CreateDeploy(ctx context.Context, version, environment string, started, finished time.Time) error
+	// HasDeploy reports whether the deploy is already recorded.
+	HasDeploy(ctx context.Context, version, environment string) (bool, error)
 	NewIssues(ctx context.Context, environment string, since time.Time) ([]SentryIssue, error)
 }
 

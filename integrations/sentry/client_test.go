@@ -491,3 +491,23 @@ func TestBadArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// HasDeploy finds a recorded deploy by version and environment, and none
+// for an unknown release or another environment.
+func TestHasDeploy(t *testing.T) {
+	s := newServer(t)
+	c := newClient(s)
+	const v = "rel-2024.09.09.05.40.20"
+	if ok, err := c.HasDeploy(testCtx(t), v, prod); ok || err != nil {
+		t.Fatalf("unknown release: %v %v", ok, err)
+	}
+	if err := c.CreateDeploy(testCtx(t), slug, sentry.Deploy{Version: v, Environment: prod}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.HasDeploy(testCtx(t), v, prod); !ok || err != nil {
+		t.Fatalf("after the deploy: %v %v", ok, err)
+	}
+	if ok, err := c.HasDeploy(testCtx(t), v, "staging"); ok || err != nil {
+		t.Fatalf("another environment: %v %v", ok, err)
+	}
+}

@@ -96,3 +96,31 @@ func (c *Client) createRelease(ctx context.Context, project, version string) err
 	}
 	return c.statusError(r, fmt.Sprintf("create release %s for project %s", version, slug))
 }
+
+// HasDeploy reports whether a deploy of version to environment is already
+// recorded: how a marker whose sending a crash interrupted is checked
+// before it is sent again. An unknown release has no deploys.
+func (c *Client) HasDeploy(ctx context.Context, version, environment string) (bool, error) {
+	r, err := c.do(ctx, http.MethodGet, c.orgPath("releases/"+url.PathEscape(version)+"/deploys/"), nil, nil)
+	if err != nil {
+		return false, err
+	}
+	if r.status == http.StatusNotFound {
+		return false, nil
+	}
+	if r.status != http.StatusOK {
+		return false, c.statusError(r, fmt.Sprintf("list the deploys of %s", version))
+	}
+	var ds []struct {
+		Environment string `json:"environment"`
+	}
+	if err := c.decode(r, "deploys of "+version, &ds); err != nil {
+		return false, err
+	}
+	for _, d := range ds {
+		if d.Environment == environment {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -16,6 +16,11 @@ type Steps struct {
 
 var _ steps.Sentry = Steps{}
 
+// HasDeploy implements steps.Sentry.
+func (s Steps) HasDeploy(ctx context.Context, version, environment string) (bool, error) {
+	return s.Client.HasDeploy(ctx, version, environment)
+}
+
 // CreateDeploy implements steps.Sentry.
 func (s Steps) CreateDeploy(ctx context.Context, version, environment string, started, finished time.Time) error {
 	return s.Client.CreateDeploy(ctx, s.Project, Deploy{Version: version, Environment: environment, Name: "deploybot", Started: started, Finished: finished})
