@@ -565,13 +565,16 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 		switch {
 		case err == nil && runID != 0:
 			id = runID
-			_ = x.Save("run_id", fmt.Sprint(id))
+			x.Set("run_id", fmt.Sprint(id))
+			x.Set("dispatch_said", at)
 			x.Say(":rewind: Dispatched %s on `%s` of %s with tag `%s`.", wf, ref, repo, Escape(x.Run.Version))
 		case err == nil:
+			x.Set("dispatch_said", at)
 			x.Say(":rewind: Dispatched %s on `%s` of %s with tag `%s`; looking for its run.", wf, ref, repo, Escape(x.Run.Version))
 		case MaybeApplied(err):
 			// It may have reached GitHub: look for its run rather than
 			// send it again.
+			x.Set("dispatch_said", at)
 			x.Say(":warning: No clear answer to the dispatch of %s (%s). It may have started: looking for its run instead of dispatching again.", wf, Escape(err.Error()))
 		default:
 			// GitHub refused it: nothing started, so a Retry may dispatch.
@@ -579,9 +582,16 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 			return Failed(fmt.Errorf("dispatching %s on %s: %w", wf, repo, err))
 		}
 	}
+	if x.Get("dispatch_said") != at {
+		// deploybot stopped between recording the intent and saying how
+		// the dispatch went: it may or may not have been sent. Say so, and
+		// look for its run rather than send it again.
+		x.Set("dispatch_said", at)
+		x.Say(":rewind: A dispatch of %s on `%s` of %s with tag `%s` was being sent when deploybot stopped: looking for its run instead of dispatching again.", wf, ref, repo, Escape(x.Run.Version))
+	}
 	dispatched, _ := time.Parse(time.RFC3339Nano, at)
 	end := deadline(x, s.g.cfg.RollbackTimeout)
-	announced := false
+	announced := x.Get("following") == fmt.Sprint(id) && id != 0
 	for {
 		if id == 0 {
 			run, cands, err := s.lookup(ctx, x, dispatched)
@@ -602,8 +612,9 @@ func (s *rollbackStep) Start(ctx context.Context, x *Exec) Result {
 			if err != nil {
 				return Failed(fmt.Errorf("reading the %s run: %w", wf, err))
 			}
-			if !announced {
+			if !announced && x.Get("following") != fmt.Sprint(id) {
 				announced = true
+				x.Set("following", fmt.Sprint(id))
 				x.Say(":eyes: Following <%s|the rollback run>.", r.HTMLURL)
 			}
 			if r.Status == "completed" {
