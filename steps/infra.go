@@ -207,10 +207,16 @@ func (s *flagStep) Compensate(ctx context.Context, x *Exec) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := t.SetAttribute(s.env.File, s.env.Module, s.env.ClearFlag, false); err != nil {
+	_, changed, err := t.SetAttribute(s.env.File, s.env.Module, s.env.ClearFlag, false)
+	if err != nil {
 		return err
 	}
-	x.Say(":leftwards_arrow_with_hook: `%s` restored to `false` in `%s`.", s.env.ClearFlag, s.env.File)
+	// Said only when it changes something: a compensation run again
+	// after a crash, or after a failed apply already restored the flag,
+	// has nothing new to say.
+	if changed {
+		x.Say(":leftwards_arrow_with_hook: `%s` restored to `false` in `%s`.", s.env.ClearFlag, s.env.File)
+	}
 	return nil
 }
 
