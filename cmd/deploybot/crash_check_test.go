@@ -67,6 +67,10 @@ var perAttempt = []*regexp.Regexp{
 	regexp.MustCompile(`^:rocket: Applying plan `),
 	regexp.MustCompile(`^\*terraform (plan|apply) \(`),
 	regexp.MustCompile(`^:hourglass_flowing_sand: Build `),
+	// The flag goes back to false each time a plan or apply of its
+	// environment stops being in flight: after a Re-plan that fails
+	// again, that is twice, and each line is a real restore.
+	regexp.MustCompile("restored to `false` in `[^`]+` \\(the [a-z]+ plan or apply is no longer in flight\\)"),
 	// A plan is shown again whenever a person asks for a new one (Re-plan
 	// after an interrupted apply): it is the plan they must approve.
 	regexp.MustCompile(`^(:warning: \*This plan destroys or replaces resources\.\* )?\*Plan for `),
