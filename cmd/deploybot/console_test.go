@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/deploybot/deploybot/internal/testtool"
 )
 
 // syncBuffer is the console's stdout, read by the test while the bot writes.
@@ -67,7 +69,7 @@ func TestConsoleCompletesTheIngestionServerRunbook(t *testing.T) {
 	cfg = bytes.Replace(cfg, []byte("state_path: ../.deploybot/console.db"), []byte("state_path: ./console.db"), 1)
 	cfg = bytes.Replace(cfg, []byte("clone_url: ../.deploybot/infrastructure.git"), []byte("clone_url: "+infraRemote(t, nil)), 1)
 	cfg = bytes.Replace(cfg, []byte("workdir: ../.deploybot/work"), []byte("workdir: ./work"), 1)
-	cfg = bytes.Replace(cfg, []byte("terraform_bin: ../bin/terraform"), []byte("terraform_bin: "+terraformBin(t)), 1)
+	cfg = bytes.Replace(cfg, []byte("terraform_bin: ../bin/terraform"), []byte("terraform_bin: "+testtool.Terraform(t)), 1)
 	path := filepath.Join(dir, "console.yaml")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)

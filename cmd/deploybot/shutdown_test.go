@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/deploybot/deploybot/internal/testtool"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -155,7 +156,7 @@ func TestSIGTERMLetsRunningApplyFinish(t *testing.T) {
 	if st := stepState(t, h, "restore:prod"); st.Status != steps.StepPending || st.Attempt != 0 {
 		t.Errorf("restore:prod started during the shutdown: %s, attempt %d", st.Status, st.Attempt)
 	}
-	if img := stateImage(t, terraformBin(t), w.work, "prod"); !strings.Contains(img, tag) {
+	if img := stateImage(t, testtool.Terraform(t), w.work, "prod"); !strings.Contains(img, tag) {
 		t.Errorf("prod state image = %s, want %s", img, tag)
 	}
 

@@ -11,25 +11,8 @@ import (
 	"testing"
 
 	"github.com/deploybot/deploybot/integrations/terraform"
+	"github.com/deploybot/deploybot/internal/testtool"
 )
-
-// terraformBin finds Terraform 1.5.7: $DEPLOYBOT_TERRAFORM or ./bin. In CI a
-// missing binary fails the test; elsewhere it skips with the fix.
-func terraformBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("DEPLOYBOT_TERRAFORM")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/terraform")
-	}
-	out, err := exec.Command(bin, "version").Output()
-	if err != nil || !strings.Contains(string(out), "Terraform v1.5.7") {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Terraform 1.5.7 not found at %s (%v): run scripts/install-terraform.sh", bin, err)
-		}
-		t.Skipf("Terraform 1.5.7 not found at %s: run scripts/install-terraform.sh (CI=true makes this a failure)", bin)
-	}
-	return bin
-}
 
 // git runs git in dir, failing the test on error.
 func gitIn(t *testing.T, dir string, args ...string) string {
@@ -113,7 +96,7 @@ var infraRunbook = []struct{ title, verb, user string }{
 func TestTerraformDeploysDevThenProd(t *testing.T) {
 	w := newWorld(t, sections{infra: true})
 	h, remote, work := w.harness, w.remote, w.work
-	tf := terraformBin(t)
+	tf := testtool.Terraform(t)
 	h.start()
 
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))

@@ -12,6 +12,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/airflow/airflowtest"
 	"github.com/deploybot/deploybot/integrations/github/githubtest"
 	"github.com/deploybot/deploybot/integrations/sentry/sentrytest"
+	"github.com/deploybot/deploybot/internal/testtool"
 )
 
 const (
@@ -114,7 +115,7 @@ func (w *world) writeConfig(with sections) {
 		fmt.Fprintf(&b, "github:\n  api_url: %s\n  monorepo: %s\n  infra_repo: %s\n  poll_interval: 50ms\n", w.url("github", w.gh.URL()), monorepo, infraRepo)
 	}
 	if with.infra {
-		b.WriteString(infraConfig(w.remote, w.work, terraformBin(t)))
+		b.WriteString(infraConfig(w.remote, w.work, testtool.Terraform(t)))
 	}
 	if with.airflow {
 		fmt.Fprintf(&b, "airflow:\n  url: %s\n  api_version: 2\n", w.url("airflow", w.af.URL()))

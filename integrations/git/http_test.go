@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/deploybot/deploybot/internal/testtool"
 )
 
 // smartHTTP serves bare repositories under root through "git http-backend"
@@ -29,14 +31,14 @@ func newSmartHTTP(t *testing.T, root, token string) *smartHTTP {
 	t.Helper()
 	gitPath, err := exec.LookPath("git")
 	if err != nil {
-		missing(t, "git not in PATH")
+		testtool.Missing(t, "git not in PATH")
 	}
 	execPath, err := exec.Command(gitPath, "--exec-path").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend")); err != nil {
-		missing(t, "git http-backend is not available: "+err.Error())
+		testtool.Missing(t, "git http-backend is not available: "+err.Error())
 	}
 	s := &smartHTTP{}
 	s.token.Store(token)
@@ -375,14 +377,4 @@ func TestCancelStopsInFlightCommand(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	wait("git-remote-http to drop the connection", disconnected)
-}
-
-// missing skips a test whose tool is not installed, except in CI
-// (CI=true), where a missing tool is a failure.
-func missing(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why + " (CI=true makes this a failure)")
 }

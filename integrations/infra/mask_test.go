@@ -11,30 +11,9 @@ import (
 	"testing"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/testtool"
 	"github.com/deploybot/deploybot/steps"
 )
-
-// need fails in CI (CI=true) and skips elsewhere when a tool is missing.
-func need(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-func terraformBin(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("DEPLOYBOT_TERRAFORM")
-	if bin == "" {
-		wd, _ := os.Getwd()
-		bin = filepath.Join(wd, "..", "..", "bin", "terraform")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		need(t, "Terraform 1.5.7 not found at "+bin+" (set DEPLOYBOT_TERRAFORM or run scripts/install-terraform.sh)")
-	}
-	return bin
-}
 
 func gitT(t *testing.T, dir string, args ...string) {
 	t.Helper()
@@ -51,7 +30,7 @@ func gitT(t *testing.T, dir string, args ...string) {
 func infraRepo(t *testing.T, mainTF string) string {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		need(t, "git not in PATH")
+		testtool.Missing(t, "git not in PATH")
 	}
 	root := t.TempDir()
 	seed := filepath.Join(root, "seed")
@@ -122,7 +101,7 @@ resource "terraform_data" "fail" {
 func TestOutputForSlackHasNoHostPathsOrSecrets(t *testing.T) {
 	// t.Setenv: not parallel.
 	t.Setenv("AWS_SECRET_ACCESS_KEY", awsSecret)
-	bin := terraformBin(t)
+	bin := testtool.Terraform(t)
 	remote := infraRepo(t, leakyTF)
 	workdir := t.TempDir()
 	in := New(&config.Infra{CloneURL: remote, BaseBranch: "main", Workdir: workdir, TerraformBin: bin, TerraformEnv: config.DefaultTerraformEnv}, nil)

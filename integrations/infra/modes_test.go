@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/testtool"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -37,7 +38,7 @@ func TestWorkdirPlanAndStateAreOwnerOnly(t *testing.T) {
 	// Not parallel: the umask is the process's.
 	old := syscall.Umask(0)
 	t.Cleanup(func() { syscall.Umask(old) })
-	bin := terraformBin(t)
+	bin := testtool.Terraform(t)
 	remote := infraRepo(t, localStateTF)
 	workdir := filepath.Join(t.TempDir(), "work")
 	if err := os.Mkdir(workdir, 0o777); err != nil { // an operator's mkdir

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	tfjson "github.com/hashicorp/terraform-json"
+
+	"github.com/deploybot/deploybot/internal/testtool"
 )
 
 // benchChanges is the size of the generated plan: far beyond any real deploy,
@@ -36,7 +38,7 @@ func TestMain(m *testing.M) {
 // once per process (about half a minute) and decodes the plan once.
 func benchSetup(b *testing.B) {
 	b.Helper()
-	bin := terraformBin(b)
+	bin := testtool.Terraform(b)
 	benchOnce.Do(func() {
 		benchDir, benchErr = os.MkdirTemp("", "deploybot-tf-bench-")
 		if benchErr != nil {

@@ -4,76 +4,19 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/deploybot/deploybot/internal/testtool"
 )
-
-// wantTerraform is the release scripts/install-terraform.sh installs and the
-// infrastructure repository pins; other releases write incompatible state.
-const wantTerraform = "Terraform v1.5.7"
-
-var (
-	versionOnce sync.Once
-	versionLine string
-	versionErr  error
-)
-
-// terraformBin finds the pinned Terraform: $DEPLOYBOT_TERRAFORM, else
-// <repo root>/bin/terraform. It never falls back to PATH, where a newer
-// release may live.
-func terraformBin(tb testing.TB) string {
-	tb.Helper()
-	bin := os.Getenv("DEPLOYBOT_TERRAFORM")
-	if bin == "" {
-		bin = filepath.Join(repoRoot(tb), "bin", "terraform")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		msg := "Terraform 1.5.7 not found at " + bin + " (set DEPLOYBOT_TERRAFORM or run scripts/install-terraform.sh)"
-		if os.Getenv("CI") == "true" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	versionOnce.Do(func() {
-		out, err := exec.Command(bin, "version").Output()
-		versionErr = err
-		versionLine, _, _ = strings.Cut(string(out), "\n")
-	})
-	if versionErr != nil {
-		tb.Fatalf("%s version: %v", bin, versionErr)
-	}
-	if strings.TrimSpace(versionLine) != wantTerraform {
-		tb.Fatalf("%s is %q, tests need %q: run scripts/install-terraform.sh", bin, versionLine, wantTerraform)
-	}
-	return bin
-}
-
-func repoRoot(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
 
 // copyExample copies examples/infrastructure into a temp dir, leaving out
 // anything a manual run may have left there (working dirs, state, plans).
 func copyExample(tb testing.TB) string {
 	tb.Helper()
-	src := filepath.Join(repoRoot(tb), "examples", "infrastructure")
+	src := filepath.Join(testtool.ModuleRoot(tb), "examples", "infrastructure")
 	dst := tb.TempDir()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -131,7 +74,7 @@ func (l *testLog) String() string {
 
 func newRunner(tb testing.TB, dir string) (*Runner, *testLog) {
 	tb.Helper()
-	bin := terraformBin(tb)
+	bin := testtool.Terraform(tb)
 	log := &testLog{}
 	tb.Cleanup(func() {
 		if tb.Failed() {
