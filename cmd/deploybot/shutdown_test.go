@@ -306,14 +306,24 @@ func TestKillDuringApplyShowsLockForceUnlockAndReplan(t *testing.T) {
 	if st := stepState(t, h, "plan:prod"); st.Seq == oldPlanSeq {
 		t.Error("the plan step did not run again")
 	}
+	approvedAgain(t, w, msg.TS)
+}
+
+// approvedAgain: prod waits on a fresh plan with the flag set, nothing was
+// applied without that plan's approval; once Bob approves, the apply runs,
+// the flag is back to false, and prod carries two approvals in all.
+func approvedAgain(t *testing.T, w *world, ts string) {
+	t.Helper()
+	h := w.harness
+	h.waitButton(ts, "Production (prod): verify the plan", "approve")
 	if v := prodFlag(t, w.work); v != "true" {
 		t.Errorf("data_refresh_cleared = %s while the new plan waits, want true", v)
 	}
 	if st := stepState(t, h, "apply:prod"); st.Status == steps.StepDone {
 		t.Fatal("the apply ran again without a new approval")
 	}
-	h.step(msg.TS, "Production (prod): verify the plan", "approve", bob)
-	h.waitButton(msg.TS, "Check Sentry", "done")
+	h.step(ts, "Production (prod): verify the plan", "approve", bob)
+	h.waitButton(ts, "Check Sentry", "done")
 	if v := prodFlag(t, w.work); v != "false" {
 		t.Errorf("data_refresh_cleared = %s after the apply", v)
 	}
@@ -328,7 +338,7 @@ func TestKillDuringApplyShowsLockForceUnlockAndReplan(t *testing.T) {
 		}
 	}
 	if prod != 2 {
-		t.Errorf("prod approvals = %d, want 2 (the re-plan needed its own)", prod)
+		t.Errorf("prod approvals = %d, want 2 (the new plan needed its own)", prod)
 	}
 	h.assertNoRejections()
 }
@@ -371,30 +381,5 @@ func TestFailedApplyRestoresFlagAndRetryChecksAirflowAgain(t *testing.T) {
 	w.af.ClearRuns("image_data_refresh")
 	os.Remove(ro.fail)
 	h.step(msg.TS, "Production (prod): check Airflow again", "recheck", alice)
-	h.waitButton(msg.TS, "Production (prod): verify the plan", "approve")
-	if v := prodFlag(t, w.work); v != "true" {
-		t.Errorf("data_refresh_cleared = %s while the new plan waits, want true", v)
-	}
-	if st := stepState(t, h, "apply:prod"); st.Status == steps.StepDone {
-		t.Fatal("the apply ran without a new approval")
-	}
-	h.step(msg.TS, "Production (prod): verify the plan", "approve", bob)
-	h.waitButton(msg.TS, "Check Sentry", "done")
-	if v := prodFlag(t, w.work); v != "false" {
-		t.Errorf("data_refresh_cleared = %s after the apply", v)
-	}
-	apps, err := h.store().Approvals(t.Context(), "run-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prod := 0
-	for _, a := range apps {
-		if a.StepID == "plan:prod" && a.Decision == "approve" {
-			prod++
-		}
-	}
-	if prod != 2 {
-		t.Errorf("prod approvals = %d, want 2 (the retry needed its own)", prod)
-	}
-	h.assertNoRejections()
+	approvedAgain(t, w, msg.TS)
 }

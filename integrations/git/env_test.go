@@ -6,28 +6,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/deploybot/deploybot/internal/testtool"
 )
-
-// forbiddenEnv are deploybot's own credentials and settings: set in the
-// test process, none of them may reach git or anything git starts.
-var forbiddenEnv = map[string]string{
-	"SLACK_BOT_TOKEN":        "xoxb-forbidden-slack-bot",
-	"SLACK_APP_TOKEN":        "xapp-forbidden-slack-app",
-	"SENTRY_DSN":             "https://forbidden-dsn@sentry.example/1",
-	"SENTRY_AUTH_TOKEN":      "forbidden-sentry-auth",
-	"AIRFLOW_PASSWORD":       "forbidden-airflow-password",
-	"GITHUB_TOKEN":           "ghp_forbiddenGitHubToken",
-	"GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----forbidden",
-	"DEPLOYBOT_X":            "forbidden-deploybot-x",
-	"SOME_OTHER_SECRET":      "forbidden-unlisted",
-}
-
-func setForbiddenEnv(t *testing.T) {
-	t.Helper()
-	for k, v := range forbiddenEnv {
-		t.Setenv(k, v)
-	}
-}
 
 // envRecordingGit returns a git that appends its environment to a log
 // before running the real git, so the test sees exactly what this package
@@ -64,17 +45,8 @@ func readIfExists(t *testing.T, p string) string {
 	return string(b)
 }
 
-func assertNoForbidden(t *testing.T, what, env string) {
-	t.Helper()
-	for k, v := range forbiddenEnv {
-		if strings.Contains(env, k+"=") || strings.Contains(env, v) {
-			t.Errorf("%s: %s reached it:\n%s", what, k, env)
-		}
-	}
-}
-
 func TestGitChildEnvironmentIsAllowListed(t *testing.T) {
-	setForbiddenEnv(t)
+	testtool.SetForbiddenEnv(t)
 	t.Setenv("LANG", "C.UTF-8") // baseline: must still arrive
 	ctx := testCtx(t)
 	remote, _ := newRemote(t)
@@ -104,12 +76,12 @@ func TestGitChildEnvironmentIsAllowListed(t *testing.T) {
 		if !strings.Contains(env, "PATH=") || !strings.Contains(env, "LANG=C.UTF-8") {
 			t.Fatalf("%s: did not run or lost the baseline (PATH, LANG):\n%s", what, env)
 		}
-		assertNoForbidden(t, what, env)
+		testtool.AssertNoForbidden(t, what, env)
 	}
 }
 
 func TestHTTPSPushTokenOnlyThroughAskpass(t *testing.T) {
-	setForbiddenEnv(t)
+	testtool.SetForbiddenEnv(t)
 	ctx := testCtx(t)
 	remote, _ := newRemote(t)
 	out := t.TempDir()
@@ -159,7 +131,7 @@ func TestHTTPSPushTokenOnlyThroughAskpass(t *testing.T) {
 	if len(serverEnv) < 2 {
 		t.Fatal("server-side pre-receive hook did not run")
 	}
-	assertNoForbidden(t, "server hook", strings.Join(serverEnv, "\n"))
+	testtool.AssertNoForbidden(t, "server hook", strings.Join(serverEnv, "\n"))
 	if strings.Contains(strings.Join(serverEnv, "\n"), secretToken) {
 		t.Error("token in the server hook's environment")
 	}
@@ -178,7 +150,7 @@ func TestHTTPSPushTokenOnlyThroughAskpass(t *testing.T) {
 		if strings.TrimSpace(env) == "" {
 			continue
 		}
-		assertNoForbidden(t, "git process", env)
+		testtool.AssertNoForbidden(t, "git process", env)
 		if !strings.Contains(env, secretToken) {
 			without++
 			continue

@@ -53,37 +53,21 @@ func (c *Client) OpenPRByHead(ctx context.Context, repo, headBranch string) (*PR
 }
 
 func (c *Client) openPRByHead(ctx context.Context, op, repo, headBranch string) (*PR, error) {
-	owner, name, err := splitRepo(repo)
+	owner, _, err := splitRepo(repo)
 	if err != nil {
 		return nil, err
 	}
-	find := func(opt *gh.PullRequestListOptions, maxPages int) (*PR, error) {
-		for pages := 1; ; pages++ {
-			var prs []*gh.PullRequest
-			var resp *gh.Response
-			err := c.call(ctx, op, func() (err error) {
-				prs, resp, err = c.gh.PullRequests.List(ctx, owner, name, opt)
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			for _, p := range prs {
-				if p.GetState() == "open" && p.GetHead().GetRef() == headBranch && strings.EqualFold(p.GetHead().GetRepo().GetFullName(), repo) {
-					return toPR(p), nil
-				}
-			}
-			if resp.NextPage == 0 || pages >= maxPages {
-				return nil, nil
-			}
-			opt.Page = resp.NextPage
+	var found *PR
+	own := func(p *gh.PullRequest) bool {
+		if p.GetHead().GetRef() == headBranch && strings.EqualFold(p.GetHead().GetRepo().GetFullName(), repo) {
+			found = toPR(p)
 		}
+		return found != nil
 	}
-	pr, err := find(&gh.PullRequestListOptions{State: "open", Head: owner + ":" + headBranch, ListOptions: gh.ListOptions{PerPage: 100}}, 1)
-	if pr != nil || err != nil {
-		return pr, err
+	if err := c.eachOpenPR(ctx, op, repo, owner+":"+headBranch, 1, own); err != nil || found != nil {
+		return found, err
 	}
-	return find(&gh.PullRequestListOptions{State: "open", ListOptions: gh.ListOptions{PerPage: 100}}, maxOpenPRPages)
+	return found, c.eachOpenPR(ctx, op, repo, "", maxOpenPRPages, own)
 }
 
 // OpenPRsByHead lists every open pull request of repo whose head branch is
@@ -91,13 +75,25 @@ func (c *Client) openPRByHead(ctx context.Context, op, repo, headBranch string) 
 // branch and any fork's pull request from a branch of the same name. The
 // caller decides which to trust (see HeadRepo and User).
 func (c *Client) OpenPRsByHead(ctx context.Context, repo, headBranch string) ([]PR, error) {
+	var out []PR
+	err := c.eachOpenPR(ctx, fmt.Sprintf("looking for open pull requests from %s in %s", headBranch, repo), repo, "", maxOpenPRPages,
+		func(p *gh.PullRequest) bool {
+			if p.GetHead().GetRef() == headBranch {
+				out = append(out, *toPR(p))
+			}
+			return false
+		})
+	return out, err
+}
+
+// eachOpenPR pages through the open pull requests of repo (those from head,
+// "owner:branch", when set), at most maxPages pages, until visit says stop.
+func (c *Client) eachOpenPR(ctx context.Context, op, repo, head string, maxPages int, visit func(*gh.PullRequest) (stop bool)) error {
 	owner, name, err := splitRepo(repo)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	op := fmt.Sprintf("looking for open pull requests from %s in %s", headBranch, repo)
-	opt := &gh.PullRequestListOptions{State: "open", ListOptions: gh.ListOptions{PerPage: 100}}
-	var out []PR
+	opt := &gh.PullRequestListOptions{State: "open", Head: head, ListOptions: gh.ListOptions{PerPage: 100}}
 	for pages := 1; ; pages++ {
 		var prs []*gh.PullRequest
 		var resp *gh.Response
@@ -106,15 +102,15 @@ func (c *Client) OpenPRsByHead(ctx context.Context, repo, headBranch string) ([]
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, p := range prs {
-			if p.GetState() == "open" && p.GetHead().GetRef() == headBranch {
-				out = append(out, *toPR(p))
+			if p.GetState() == "open" && visit(p) {
+				return nil
 			}
 		}
-		if resp.NextPage == 0 || pages >= maxOpenPRPages {
-			return out, nil
+		if resp.NextPage == 0 || pages >= maxPages {
+			return nil
 		}
 		opt.Page = resp.NextPage
 	}

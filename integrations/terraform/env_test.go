@@ -4,22 +4,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// forbiddenEnv are deploybot's own credentials and settings: set in the
-// test process, none of them may reach Terraform, its providers or the
-// provisioners of the infrastructure repository.
-var forbiddenEnv = map[string]string{
-	"SLACK_BOT_TOKEN":        "xoxb-forbidden-slack-bot",
-	"SLACK_APP_TOKEN":        "xapp-forbidden-slack-app",
-	"SENTRY_DSN":             "https://forbidden-dsn@sentry.example/1",
-	"SENTRY_AUTH_TOKEN":      "forbidden-sentry-auth",
-	"AIRFLOW_PASSWORD":       "forbidden-airflow-password",
-	"GITHUB_TOKEN":           "ghp_forbiddenGitHubToken",
-	"GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----forbidden",
-	"DEPLOYBOT_X":            "forbidden-deploybot-x",
-	"SOME_OTHER_SECRET":      "forbidden-unlisted",
-}
+	"github.com/deploybot/deploybot/internal/testtool"
+)
 
 // envCapture is a root module whose apply writes the environment a
 // local-exec provisioner really gets, which is what Terraform itself got.
@@ -33,9 +20,7 @@ resource "terraform_data" "env" {
 
 func TestTerraformChildEnvironmentIsAllowListed(t *testing.T) {
 	// t.Setenv: not parallel.
-	for k, v := range forbiddenEnv {
-		t.Setenv(k, v)
-	}
+	testtool.SetForbiddenEnv(t)
 	t.Setenv("AWS_REGION", "eu-west-1")
 	t.Setenv("LANG", "C.UTF-8")
 	dir := t.TempDir()
@@ -63,11 +48,7 @@ func TestTerraformChildEnvironmentIsAllowListed(t *testing.T) {
 			t.Errorf("child environment lacks %q:\n%s", want, env)
 		}
 	}
-	for k, v := range forbiddenEnv {
-		if strings.Contains(env, k+"=") || strings.Contains(env, v) {
-			t.Errorf("%s reached Terraform's child:\n%s", k, env)
-		}
-	}
+	testtool.AssertNoForbidden(t, "Terraform's child", env)
 }
 
 func TestTerraformDefaultInheritEnv(t *testing.T) {

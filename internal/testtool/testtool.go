@@ -74,3 +74,37 @@ func ModuleRoot(tb testing.TB) string {
 		dir = parent
 	}
 }
+
+// forbiddenEnv are deploybot's own credentials and settings, and an
+// unlisted secret: no child process (git, Terraform, what they start) may
+// see any of them.
+var forbiddenEnv = map[string]string{
+	"SLACK_BOT_TOKEN":        "xoxb-forbidden-slack-bot",
+	"SLACK_APP_TOKEN":        "xapp-forbidden-slack-app",
+	"SENTRY_DSN":             "https://forbidden-dsn@sentry.example/1",
+	"SENTRY_AUTH_TOKEN":      "forbidden-sentry-auth",
+	"AIRFLOW_PASSWORD":       "forbidden-airflow-password",
+	"GITHUB_TOKEN":           "ghp_forbiddenGitHubToken",
+	"GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----forbidden",
+	"DEPLOYBOT_X":            "forbidden-deploybot-x",
+	"SOME_OTHER_SECRET":      "forbidden-unlisted",
+}
+
+// SetForbiddenEnv sets them in the test process (t.Setenv: not parallel).
+func SetForbiddenEnv(t *testing.T) {
+	t.Helper()
+	for k, v := range forbiddenEnv {
+		t.Setenv(k, v)
+	}
+}
+
+// AssertNoForbidden fails t for each of them, by name or value, in a
+// child's captured environment.
+func AssertNoForbidden(t *testing.T, what, env string) {
+	t.Helper()
+	for k, v := range forbiddenEnv {
+		if strings.Contains(env, k+"=") || strings.Contains(env, v) {
+			t.Errorf("%s: %s reached it:\n%s", what, k, env)
+		}
+	}
+}
