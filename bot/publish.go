@@ -268,25 +268,31 @@ func (b *Bot) settled(id int64) {
 	b.mu.Unlock()
 }
 
+// postOnce posts the entry's message unless it may already be in Slack and
+// is found there by its key (in threadTS's thread, or in the channel since
+// the entry was made when threadTS is ""). It returns the message's ts.
+func (b *Bot) postOnce(ctx context.Context, e steps.OutboxEntry, channel, threadTS string, v View) (string, error) {
+	v.Key = outboxKey(e)
+	if b.mayHaveArrived(e.ID) {
+		since := time.Time{}
+		if threadTS == "" {
+			since = e.At.Add(-time.Minute)
+		}
+		ts, found, err := b.chat.Find(ctx, channel, threadTS, v.Key, since)
+		if err != nil || found {
+			return ts, err
+		}
+	}
+	return b.chat.Post(ctx, channel, threadTS, v)
+}
+
 func (b *Bot) deliverParent(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
 	if run.MessageTS != "" {
 		return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, TS: run.MessageTS}})
 	}
-	key := outboxKey(e)
-	ts, found := "", false
-	if b.mayHaveArrived(e.ID) {
-		var err error
-		if ts, found, err = b.chat.Find(ctx, run.Channel, "", key, e.At.Add(-time.Minute)); err != nil {
-			return err
-		}
-	}
-	if !found {
-		v := RenderRun(run)
-		v.Key = key
-		var err error
-		if ts, err = b.chat.Post(ctx, run.Channel, "", v); err != nil {
-			return err
-		}
+	ts, err := b.postOnce(ctx, e, run.Channel, "", RenderRun(run))
+	if err != nil {
+		return err
 	}
 	link, err := b.chat.Permalink(ctx, run.Channel, ts)
 	if err != nil {
@@ -296,18 +302,7 @@ func (b *Bot) deliverParent(ctx context.Context, run *steps.Run, e steps.OutboxE
 }
 
 func (b *Bot) deliverSay(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
-	key := outboxKey(e)
-	if b.mayHaveArrived(e.ID) {
-		ts, found, err := b.chat.Find(ctx, run.Channel, run.MessageTS, key, time.Time{})
-		if err != nil {
-			return err
-		}
-		if found {
-			return b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: e.ID, TS: ts}})
-		}
-	}
 	v := textView(truncate(e.Text, maxSectionText))
-	v.Key = key
 	if len(e.Buttons) > 0 {
 		var bs []Button
 		for _, bt := range e.Buttons {
@@ -315,7 +310,7 @@ func (b *Bot) deliverSay(ctx context.Context, run *steps.Run, e steps.OutboxEntr
 		}
 		v.Blocks = append(v.Blocks, Block{Kind: Actions, Buttons: bs})
 	}
-	ts, err := b.chat.Post(ctx, run.Channel, run.MessageTS, v)
+	ts, err := b.postOnce(ctx, e, run.Channel, run.MessageTS, v)
 	if err != nil {
 		return err
 	}
@@ -341,21 +336,9 @@ func (b *Bot) deliverFile(ctx context.Context, run *steps.Run, e steps.OutboxEnt
 }
 
 func (b *Bot) deliverAnnounce(ctx context.Context, run *steps.Run, e steps.OutboxEntry) error {
-	key := outboxKey(e)
-	ts, found := "", false
-	if b.mayHaveArrived(e.ID) {
-		var err error
-		if ts, found, err = b.chat.Find(ctx, e.Channel, "", key, e.At.Add(-time.Minute)); err != nil {
-			return err
-		}
-	}
-	if !found {
-		v := textView(truncate(e.Text, maxSectionText))
-		v.Key = key
-		var err error
-		if ts, err = b.chat.Post(ctx, e.Channel, "", v); err != nil {
-			return err
-		}
+	ts, err := b.postOnce(ctx, e, e.Channel, "", textView(truncate(e.Text, maxSectionText)))
+	if err != nil {
+		return err
 	}
 	line := fmt.Sprintf(":mega: Announced in <#%s>.", e.Channel)
 	if link, err := b.chat.Permalink(ctx, e.Channel, ts); err == nil && link != "" {
