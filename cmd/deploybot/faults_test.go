@@ -12,15 +12,8 @@ import (
 // the thread catches up; the run finishes with every message, file and
 // click exactly once.
 func TestSlackFaultsAreRetriedAndNothingDoubles(t *testing.T) {
-	w := newWorld(t, sections{infra: true})
+	w := largePlanWorld(t)
 	h := w.harness
-	w.remote = infraRemote(t, map[string]string{"modules/ingestion-server/many.tf": `
-resource "terraform_data" "worker" {
-  count = 300
-  input = "worker-${count.index}-${var.image_tag}"
-}
-`})
-	w.writeConfig(sections{infra: true})
 	h.start()
 
 	h.srv.FailNext("chat.postMessage", 2, 429)
@@ -65,18 +58,7 @@ resource "terraform_data" "worker" {
 		t.Errorf("%d plan files in the thread, want one per environment", n)
 	}
 	assertEachMessageOnce(t, h.srv, msg.TS)
-	thread := h.srv.Thread(deploys, msg.TS)
-	for _, s := range infraRunbook {
-		c := 0
-		for _, m := range thread {
-			if strings.Contains(m.Text, "“"+s.title+"”") && strings.Contains(m.Text, "clicked") {
-				c++
-			}
-		}
-		if c != 1 {
-			t.Errorf("the click on %q is in the thread %d times, want once", s.title, c)
-		}
-	}
+	assertEachClickOnce(t, h.srv, msg.TS, infraRunbook)
 	clicks := 0
 	for _, ev := range h.audit("run-1") {
 		if strings.HasPrefix(ev.Action, "click.") {

@@ -83,19 +83,7 @@ func TestLostSlackAnswersNeverDoubleAMessage(t *testing.T) {
 		t.Fatalf("only %d answers were lost; the test did not exercise the outbox", lost)
 	}
 	n := assertEachMessageOnce(t, h.srv, msg.TS)
-	// Every click is in the thread exactly once.
-	thread := h.srv.Thread(deploys, msg.TS)
-	for _, s := range runbook {
-		c := 0
-		for _, m := range thread {
-			if strings.Contains(m.Text, "“"+s.title+"”") && strings.Contains(m.Text, "clicked") {
-				c++
-			}
-		}
-		if c != 1 {
-			t.Errorf("the click on %q is in the thread %d times, want once", s.title, c)
-		}
-	}
+	assertEachClickOnce(t, h.srv, msg.TS, runbook)
 	t.Logf("%d answers lost, %d messages each delivered once", lost, n)
 	h.assertNoRejections()
 }
@@ -158,4 +146,22 @@ func TestCrashNeitherLosesNorDoublesAMessage(t *testing.T) {
 	n := assertEachMessageOnce(t, h.srv, msg.TS)
 	t.Logf("%d messages, each delivered once across two crashes", n)
 	h.assertNoRejections()
+}
+
+// assertEachClickOnce: every click of the runbook is in the thread exactly
+// once.
+func assertEachClickOnce(t *testing.T, srv *slacktest.Server, parentTS string, clicked []struct{ title, verb, user string }) {
+	t.Helper()
+	thread := srv.Thread(deploys, parentTS)
+	for _, s := range clicked {
+		c := 0
+		for _, m := range thread {
+			if strings.Contains(m.Text, "“"+s.title+"”") && strings.Contains(m.Text, "clicked") {
+				c++
+			}
+		}
+		if c != 1 {
+			t.Errorf("the click on %q is in the thread %d times, want once", s.title, c)
+		}
+	}
 }

@@ -252,10 +252,10 @@ func threadHas(h *harness, ts, text string) bool {
 	return false
 }
 
-func TestLargePlanArrivesAsSummaryAndFile(t *testing.T) {
+// largePlanWorld is a world with the infra section whose plans are too
+// long for a message: 300 resources that all change with the image tag.
+func largePlanWorld(t *testing.T) *world {
 	w := newWorld(t, sections{infra: true})
-	h := w.harness
-	// 300 resources that all change with the image tag.
 	w.remote = infraRemote(t, map[string]string{"modules/ingestion-server/many.tf": `
 resource "terraform_data" "worker" {
   count = 300
@@ -263,6 +263,12 @@ resource "terraform_data" "worker" {
 }
 `})
 	w.writeConfig(sections{infra: true})
+	return w
+}
+
+func TestLargePlanArrivesAsSummaryAndFile(t *testing.T) {
+	w := largePlanWorld(t)
+	h := w.harness
 	h.start()
 	h.reply(h.command(alice, deploys, "/deploy", "ingestion-server "+tag))
 	msg := h.runMessage(0)
