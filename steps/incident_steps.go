@@ -91,9 +91,7 @@ func (s *announceStep) Start(ctx context.Context, x *Exec) Result {
 	// once it is posted.
 	if x.Get("announced") == "" {
 		x.Set("announced", "yes")
-		if err := x.Announce(s.cfg.Slack.AlertsChannel, strings.Join(lines, "\n")); err != nil {
-			return FailedText("announcing the incident in <#%s>: %s", s.cfg.Slack.AlertsChannel, Escape(err.Error()))
-		}
+		x.Announce(s.cfg.Slack.AlertsChannel, strings.Join(lines, "\n"))
 	}
 	note := fmt.Sprintf("announced in <#%s>", s.cfg.Slack.AlertsChannel)
 	if id := x.Get("incident_channel"); id != "" {

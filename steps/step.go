@@ -134,7 +134,11 @@ func (x *Exec) Save(key, value string) error {
 	if x.checkpoint == nil || x.hold {
 		return nil
 	}
-	return x.checkpoint(x.data, nil)
+	if err := x.checkpoint(x.data, nil); err != nil {
+		x.holdFromNow()
+		return err
+	}
+	return nil
 }
 
 // Offer posts text in the thread with run-level buttons (Roll back,
@@ -147,18 +151,18 @@ func (x *Exec) Offer(text string, buttons ...Button) {
 // the alerts channel); once it is there, its link is said in the thread.
 // During Start it is committed at once with the step's data, so a step
 // that records "announced" with Set before it cannot announce twice.
-func (x *Exec) Announce(channel, text string) error {
-	return x.emit(OutboxEntry{Kind: OutboxAnnounce, Channel: channel, Text: text})
+func (x *Exec) Announce(channel, text string) {
+	x.emit(OutboxEntry{Kind: OutboxAnnounce, Channel: channel, Text: text})
 }
 
 // emit records a message. During Start it is committed at once together
 // with everything the step has Set so far, so "posted" and the post stand
 // or fall together (the Sentry watch relies on this); elsewhere it waits
 // for the transition's commit.
-func (x *Exec) emit(e OutboxEntry) error {
+func (x *Exec) emit(e OutboxEntry) {
 	if x.hold || x.checkpoint == nil {
 		x.held = append(x.held, e)
-		return nil
+		return
 	}
 	if e.Kind == OutboxSay {
 		// A step started again after a crash says what it said before
@@ -167,11 +171,22 @@ func (x *Exec) emit(e OutboxEntry) error {
 		// Retry is a new attempt and says everything again.
 		key := "said:" + saidKey(e.Text)
 		if x.Step.Data[key] != "" && x.Step.Data[resumedKey] == strconv.Itoa(x.Step.Attempt) {
-			return nil
+			return
 		}
 		x.data[key] = strconv.Itoa(x.Step.Attempt)
 	}
-	return x.checkpoint(x.data, []OutboxEntry{e})
+	if err := x.checkpoint(x.data, []OutboxEntry{e}); err != nil {
+		x.holdFromNow(e)
+	}
+}
+
+// holdFromNow is what a failed checkpoint leaves: the step's data (which
+// may now say "posted" or "announced") and its messages must still commit
+// together, so from here on everything waits for the step's result, the
+// message that failed first.
+func (x *Exec) holdFromNow(pending ...OutboxEntry) {
+	x.hold = true
+	x.held = append(x.held, pending...)
 }
 
 // saidKey is a short, stable name for a line's text.

@@ -106,3 +106,56 @@ func TestStoreWriteErrorsDelayRunsButLoseNothing(t *testing.T) {
 		t.Errorf("the step's result was recorded %d times, want once", done)
 	}
 }
+
+// postingStep waits, then records an issue as posted and says it: the
+// Sentry watch's pattern.
+type postingStep struct{ release chan struct{} }
+
+func (s *postingStep) Spec() steps.Spec { return steps.Spec{ID: "custom", Title: "Post"} }
+func (s *postingStep) Start(ctx context.Context, x *steps.Exec) steps.Result {
+	<-s.release
+	x.Set("posted", "9001")
+	x.Say(":rotating_light: issue 9001")
+	return steps.Done("posted")
+}
+func (s *postingStep) Act(ctx context.Context, x *steps.Exec, a steps.Action) steps.Result {
+	return steps.Done("ok")
+}
+
+// When the store refuses the write that commits a line together with its
+// record ("posted"), the two still stand or fall together: both commit
+// with the step's result, so the line is never lost behind its record.
+func TestRefusedCheckpointKeepsTheRecordWithItsMessage(t *testing.T) {
+	cfg := testConfig(t)
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store := &flakyStore{DB: db}
+	step := &postingStep{release: make(chan struct{})}
+	rb := steps.NewRunbooks(cfg)
+	rb.Automate("custom", func(steps.Spec, *config.Service, *steps.Manual) steps.Step { return step })
+	rec := newRecorder()
+	eng := steps.NewEngine(store, rec, roles{}, rb, nil)
+	defer eng.Close()
+	r, err := eng.Start(context.Background(), steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A1", Channel: "C0DEPLOYS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.waitRun(t, r.ID, "the step to run", func(r *steps.Run) bool { return r.Steps[0].Status == steps.StepRunning })
+	store.failNext(1) // the checkpoint of the line and its record
+	close(step.release)
+	got := rec.waitRun(t, r.ID, "the step to finish", func(r *steps.Run) bool { return r.Steps[0].Status == steps.StepDone })
+	saved, _ := db.Run(context.Background(), r.ID)
+	es, _ := db.PendingOutbox(context.Background(), r.ID)
+	n := 0
+	for _, e := range es {
+		if e.Text == ":rotating_light: issue 9001" {
+			n++
+		}
+	}
+	if saved.Steps[0].Data["posted"] != "9001" || n != 1 || store.failed != 1 {
+		t.Fatalf("posted=%q, line owed %d times, %d writes refused (step %s): want the record and the line, once", saved.Steps[0].Data["posted"], n, store.failed, got.Steps[0].Status)
+	}
+}

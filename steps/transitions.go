@@ -168,9 +168,7 @@ func (e *Engine) advance(runID string) {
 			l.mu.Unlock()
 		}
 		if end != "" {
-			if _, err := e.end(runID, RunFailed, end, ""); err != nil {
-				e.storeFailed(runID, "ending the run", err, func() { _, _ = e.end(runID, RunFailed, end, "") })
-			}
+			e.endFailed(runID, end)
 			return
 		}
 		if res.Status != StepDone && res.Status != StepSkipped && res.Rewind == "" {
@@ -205,6 +203,14 @@ func (e *Engine) storeFailed(runID, what string, err error, again func()) {
 		}
 		again()
 	})
+}
+
+// endFailed ends a run a step's result failed, retrying for as long as the
+// store refuses the write.
+func (e *Engine) endFailed(runID, why string) {
+	if _, err := e.end(runID, RunFailed, why, ""); err != nil {
+		e.storeFailed(runID, "ending the run", err, func() { e.endFailed(runID, why) })
+	}
 }
 
 // apply commits a step's result; the caller holds l.mu. It returns a

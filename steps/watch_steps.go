@@ -277,9 +277,7 @@ func (s *watchStep) Start(ctx context.Context, x *Exec) Result {
 				// once.
 				x.Set("posted", strings.Join(keys(posted), " "))
 				x.Set("issues", strings.TrimSpace(x.Get("issues")+"\n"+fmt.Sprintf("%s|%s|%s", is.ShortID, is.Title, is.Permalink)))
-				if err := s.post(x, w, is); err != nil {
-					return Failed(err)
-				}
+				s.post(x, w, is)
 			}
 		}
 		if !now.Before(end) {
@@ -359,16 +357,16 @@ func minutes(d time.Duration) string {
 	}
 }
 
-func (s *watchStep) post(x *Exec, w window, is SentryIssue) error {
+func (s *watchStep) post(x *Exec, w window, is SentryIssue) {
 	kind := "New issue"
 	if is.Regressed {
 		kind = "Regressed issue"
 	}
 	text := fmt.Sprintf(":rotating_light: *%s in %s* (`%s`): <%s|%s>\n%s · level %s · %d events · %d users",
 		kind, w.senv, Escape(is.ShortID), is.Permalink, Escape(oneLine(is.Title, 200)), Escape(oneLine(is.Culprit, 200)), Escape(is.Level), is.Count, is.UserCount)
-	return x.emit(OutboxEntry{Kind: OutboxSay, Text: text, Buttons: []Button{
-		{Verb: VerbRollback, Label: "Roll back", Style: "danger"},
-		{Verb: VerbIncident, Label: "Declare incident", Style: "danger"}}})
+	x.Offer(text,
+		Button{Verb: VerbRollback, Label: "Roll back", Style: "danger"},
+		Button{Verb: VerbIncident, Label: "Declare incident", Style: "danger"})
 }
 
 func keys(m map[string]bool) []string {
