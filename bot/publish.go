@@ -137,7 +137,7 @@ func (b *Bot) pump(p *publisher) {
 				// neither end the process nor leave this run's publisher
 				// marked running, owing its messages forever: it is
 				// reported and retried later, like a failed send.
-				err := panicError(v)
+				err := steps.PanicError(v)
 				b.log.Error("outbox publisher panicked", zap.String("run_id", p.runID), zap.Error(err), zap.Stack("stack"))
 				b.retryLater(p, 0, err)
 			}

@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/deploybot/deploybot/internal/redact"
+
+	"github.com/deploybot/deploybot/steps"
 )
 
 // Deliveries remembers which Socket Mode envelopes were handled, so a
@@ -115,7 +117,7 @@ func (s *Socket) Run(ctx context.Context) error {
 func (s *Socket) dispatchSafely(ctx context.Context) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("socket dispatch panicked", zap.Error(panicError(p)), zap.Stack("stack"))
+			s.log.Error("socket dispatch panicked", zap.Error(steps.PanicError(p)), zap.Stack("stack"))
 		}
 	}()
 	s.dispatch(ctx)
@@ -287,7 +289,7 @@ func (s *Socket) recoverHandler(ctx context.Context, evt socketmode.Event) {
 	if p == nil {
 		return
 	}
-	fields := []zap.Field{zap.String("kind", string(evt.Type)), zap.Error(panicError(p)), zap.Stack("stack")}
+	fields := []zap.Field{zap.String("kind", string(evt.Type)), zap.Error(steps.PanicError(p)), zap.Stack("stack")}
 	if evt.Request != nil {
 		fields = append(fields, zap.String("envelope", evt.Request.EnvelopeID))
 	}
@@ -312,15 +314,6 @@ func (s *Socket) recoverHandler(ctx context.Context, evt socketmode.Event) {
 			s.bot.reply(context.WithoutCancel(ctx), reply, ":warning: Something went wrong inside deploybot while handling that; it has been reported. Check the run's thread before trying again.")
 		}()
 	}
-}
-
-// panicError turns a recovered value into an error for the log, keeping an
-// error's own type (a runtime error) in the chain.
-func panicError(p any) error {
-	if err, ok := p.(error); ok {
-		return fmt.Errorf("panic: %w", err)
-	}
-	return fmt.Errorf("panic: %v", p)
 }
 
 // badMessage handles an envelope slack-go could not parse: it is still

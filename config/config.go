@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -260,6 +261,20 @@ type Secrets struct {
 	SentryDSN               Secret // SENTRY_DSN (the bot's own error reports)
 	AirflowUsername         string // AIRFLOW_USERNAME
 	AirflowPassword         Secret // AIRFLOW_PASSWORD
+}
+
+// Values lists every credential that is set, read off the struct so that a
+// credential added later is masked and redacted everywhere without anyone
+// remembering to list it.
+func (s Secrets) Values() []string {
+	var out []string
+	v := reflect.ValueOf(s)
+	for i := 0; i < v.NumField(); i++ {
+		if sec, ok := v.Field(i).Interface().(Secret); ok && sec.IsSet() {
+			out = append(out, sec.Reveal())
+		}
+	}
+	return out
 }
 
 // Problem is one thing wrong with the configuration.

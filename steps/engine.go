@@ -316,10 +316,9 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 	}
 	// Roles are looked up before the run's lock is taken: group membership
 	// may need Slack.
-	approver, err := e.policy.IsApprover(ctx, req.User)
-	if err != nil && !authorizedWithoutRole(l.snap.Load(), req) {
-		return e.refused(ctx, req, "%s", roleUnknown(err).Msg)
-	}
+	// A role that cannot be checked counts as none (roles fail closed): the
+	// requester may still answer what needs no role.
+	approver, roleErr := e.policy.IsApprover(ctx, req.User)
 	l.mu.Lock()
 	r := l.run
 	if r.State != RunActive {
@@ -347,6 +346,9 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 	}
 	if rf := authorize(r, spec, approver, req); rf != nil {
 		l.mu.Unlock()
+		if roleErr != nil {
+			rf = roleUnknown(roleErr)
+		}
 		return e.refused(ctx, req, "%s", rf.Msg)
 	}
 	clicked := AuditEvent{Actor: req.User, Action: "click." + req.Verb, StepID: st.ID, Detail: req.Reason}
@@ -423,20 +425,6 @@ func authorize(r *Run, spec Spec, approver bool, req ActionRequest) *Refused {
 // (Slack's user groups do not answer): roles fail closed.
 func roleUnknown(err error) *Refused {
 	return refuse("deploybot cannot check your role right now, so nothing was done: %v.", err)
-}
-
-// authorizedWithoutRole reports whether the requester may click without
-// any role: a step gated on "the requester or an approver" and not an
-// approver-only verb. Such a click does not need the group lookup.
-func authorizedWithoutRole(r *Run, req ActionRequest) bool {
-	if r == nil || req.User != r.Requester {
-		return false
-	}
-	switch req.Verb {
-	case VerbApprove, VerbPublish, VerbConfirm, VerbSkip:
-		return false
-	}
-	return true
 }
 
 // affirmative verbs move a gated change forward; four-eyes applies to them.

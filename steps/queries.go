@@ -37,23 +37,6 @@ func (e *Engine) SetMessage(ctx context.Context, runID, ts, permalink string, de
 	return e.saveQuiet(ctx, l, Changes{Delivered: delivered})
 }
 
-// Note posts a line in an open run's thread from outside its steps (a
-// Sentry alert linked in), through the outbox.
-func (e *Engine) Note(ctx context.Context, runID, text string) error {
-	l := e.liveRun(runID)
-	if l == nil {
-		return ErrNotFound
-	}
-	l.mu.Lock()
-	err := e.saveQuiet(ctx, l, Changes{Outbox: sayAll(text)})
-	snap := l.run.Clone()
-	l.mu.Unlock()
-	if err == nil {
-		e.notify.RunChanged(snap)
-	}
-	return err
-}
-
 // Run returns a snapshot of a run, open or not.
 func (e *Engine) Run(ctx context.Context, id string) (*Run, error) {
 	if l := e.liveRun(id); l != nil {

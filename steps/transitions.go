@@ -70,7 +70,7 @@ func (e *Engine) spawn(runID string, f func()) {
 		defer e.wg.Done()
 		defer func() {
 			if p := recover(); p != nil {
-				e.log.Error("engine panicked", zap.String("run_id", runID), zap.Error(panicError(p)), zap.Stack("stack"))
+				e.log.Error("engine panicked", zap.String("run_id", runID), zap.Error(PanicError(p)), zap.Stack("stack"))
 			}
 		}()
 		f()
@@ -444,7 +444,7 @@ func (e *Engine) finish(runID string) {
 func (e *Engine) safely(x *Exec, phase string, f func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			fields := []zap.Field{zap.String("phase", phase), zap.Error(panicError(p)), zap.Stack("stack")}
+			fields := []zap.Field{zap.String("phase", phase), zap.Error(PanicError(p)), zap.Stack("stack")}
 			if x != nil && x.Run != nil {
 				fields = append(fields, zap.String("run_id", x.Run.ID), zap.String("service", x.Run.Service))
 			}
@@ -462,9 +462,9 @@ func (e *Engine) safely(x *Exec, phase string, f func() error) (err error) {
 	return f()
 }
 
-// panicError turns a recovered value into an error for the log, keeping an
+// PanicError turns a recovered value into an error for the log, keeping an
 // error's own type (a runtime error) in the chain.
-func panicError(p any) error {
+func PanicError(p any) error {
 	if err, ok := p.(error); ok {
 		return fmt.Errorf("panic: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"reflect"
 	"strings"
 	"time"
 
@@ -166,7 +165,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.Infra != nil {
 		m.infra = infra.New(cfg.Infra, token)
 		m.infra.Log = zapWriter{m.Log.Named("terraform")}
-		m.infra.Secrets = infra.SecretValues(cfg.Secrets) // masked in everything posted
+		m.infra.Secrets = cfg.Secrets.Values() // masked in everything posted
 		rb.AutomateInfra(m.infra)
 	}
 
@@ -305,23 +304,10 @@ func (m *Main) setupLog() error {
 		// The bot's own errors go to Sentry: every error-level log entry,
 		// with its error as the exception and its run_id, service and step
 		// as tags. No credential may ride along in an error's text.
-		core = zapcore.NewTee(core, sentrylog.New(sentrylog.Redact(secretValues(m.Config.Secrets)...)))
+		core = zapcore.NewTee(core, sentrylog.New(sentrylog.Redact(m.Config.Secrets.Values()...)))
 	}
 	m.Log = zap.New(core)
 	return nil
-}
-
-// secretValues lists every credential in s, so that new ones are redacted
-// from Sentry events without anyone remembering to add them here.
-func secretValues(s config.Secrets) []string {
-	var out []string
-	v := reflect.ValueOf(s)
-	for i := 0; i < v.NumField(); i++ {
-		if sec, ok := v.Field(i).Interface().(config.Secret); ok && sec.IsSet() {
-			out = append(out, sec.Reveal())
-		}
-	}
-	return out
 }
 
 func (m *Main) serveHTTP() error {

@@ -226,26 +226,16 @@ func (r *Repo) BaseCommit(ctx context.Context) (string, error) {
 // fetching, so a plan made against an older base can be refused before it
 // is applied.
 func (r *Repo) RemoteBaseCommit(ctx context.Context) (string, error) {
-	ref := "refs/heads/" + r.base
-	out, err := r.run(ctx, r.Dir, runOpts{remote: true}, "ls-remote", "--exit-code", "origin", ref)
-	if err != nil {
-		if exitCode(err) == 2 {
-			return "", fmt.Errorf("git: branch %q not found on origin: %w", r.base, err)
-		}
-		return "", err
+	sha, err := r.remoteRef(ctx, "refs/heads/"+r.base)
+	if err == nil && sha == "" {
+		err = fmt.Errorf("git: branch %q not found on origin", r.base)
 	}
-	// ls-remote matches patterns by suffix; only the exact ref counts.
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		sha, name, ok := strings.Cut(sc.Text(), "\t")
-		if ok && name == ref {
-			return sha, nil
-		}
-	}
-	return "", fmt.Errorf("git: branch %q not found on origin", r.base)
+	return sha, err
 }
 
-// remoteRef asks the remote where ref is now ("" when it does not exist).
+// remoteRef asks the remote where ref is now, without fetching ("" when it
+// does not exist). ls-remote matches patterns by suffix; only the exact ref
+// counts.
 func (r *Repo) remoteRef(ctx context.Context, ref string) (string, error) {
 	out, err := r.run(ctx, r.Dir, runOpts{remote: true}, "ls-remote", "origin", ref)
 	if err != nil {

@@ -42,16 +42,12 @@ func toPR(p *gh.PullRequest) *PR {
 // maxOpenPRPages bounds the fallback scan of open pull requests.
 const maxOpenPRPages = 10
 
-// OpenPRByHead is the open pull request in repo whose head branch is
+// openPRByHead is the open pull request in repo whose head branch is
 // headBranch in repo itself, or nil when there is none. A fork's pull
 // request from a branch of the same name is never it. It asks GitHub with
 // the "owner:branch" filter first; when that finds nothing it scans the
 // open pull requests, because the filter silently returns nothing for
 // malformed input.
-func (c *Client) OpenPRByHead(ctx context.Context, repo, headBranch string) (*PR, error) {
-	return c.openPRByHead(ctx, fmt.Sprintf("looking for the open pull request from %s in %s", headBranch, repo), repo, headBranch)
-}
-
 func (c *Client) openPRByHead(ctx context.Context, op, repo, headBranch string) (*PR, error) {
 	owner, _, err := splitRepo(repo)
 	if err != nil {

@@ -25,7 +25,7 @@ func TestOpenPRByHead(t *testing.T) {
 	f.srv.AddPR(monorepo, githubtest.PR{Title: "Other", Head: "feature/x"})
 	ctx := ctxT(t)
 
-	pr, err := f.c.OpenPRByHead(ctx, monorepo, changelogBranch)
+	pr, err := f.c.openPRByHead(ctx, "test", monorepo, changelogBranch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,15 +36,15 @@ func TestOpenPRByHead(t *testing.T) {
 		HeadRepo: monorepo, HeadSHA: f.srv.PRs(monorepo)[n-1].HeadSHA,
 	}
 	if pr == nil || *pr != want {
-		t.Fatalf("OpenPRByHead = %+v\nwant %+v", pr, want)
+		t.Fatalf("openPRByHead = %+v\nwant %+v", pr, want)
 	}
 	if n := f.srv.Requests("GET", "/repos/WordPress/openverse/pulls"); n != 1 {
 		t.Errorf("%d list requests, want 1 (the head filter found it)", n)
 	}
 
-	none, err := f.c.OpenPRByHead(ctx, monorepo, "changelog/ingestion_server-2099.01.01.00.00.00")
+	none, err := f.c.openPRByHead(ctx, "test", monorepo, "changelog/ingestion_server-2099.01.01.00.00.00")
 	if err != nil || none != nil {
-		t.Fatalf("OpenPRByHead(missing) = %+v, %v", none, err)
+		t.Fatalf("openPRByHead(missing) = %+v, %v", none, err)
 	}
 }
 
@@ -76,7 +76,7 @@ func TestOpenPRByHeadFallsBackToScanning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := c.OpenPRByHead(ctxT(t), monorepo, changelogBranch)
+	pr, err := c.openPRByHead(ctxT(t), "test", monorepo, changelogBranch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,8 +212,8 @@ func TestPRFromRefusesForksAndOtherAuthors(t *testing.T) {
 	if p != nil || len(ignored) != 1 || ignored[0].PR.Number != fork || !strings.Contains(ignored[0].Why, "mallory/openverse") {
 		t.Fatalf("fork only: PRFrom = %+v, ignored %+v", p, ignored)
 	}
-	if p, err := f.c.OpenPRByHead(ctx, monorepo, changelogBranch); err != nil || p != nil {
-		t.Errorf("OpenPRByHead took the fork's PR: %+v %v", p, err)
+	if p, err := f.c.openPRByHead(ctx, "test", monorepo, changelogBranch); err != nil || p != nil {
+		t.Errorf("openPRByHead took the fork's PR: %+v %v", p, err)
 	}
 
 	// Someone else's PR from the monorepo's own branch: not trusted either.

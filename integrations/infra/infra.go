@@ -29,7 +29,7 @@ type Infra struct {
 	// Log receives Terraform's output for the bot's log.
 	Log io.Writer
 	// Secrets are values never to appear in what is posted to Slack
-	// (SecretValues of the config's credentials). Terraform and git output
+	// (config.Secrets.Values). Terraform and git output
 	// (errors, plan text, apply progress) is masked before it leaves this
 	// package, as are absolute paths under infra.workdir.
 	Secrets []string

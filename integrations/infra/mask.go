@@ -12,7 +12,6 @@ import (
 
 	tfjson "github.com/hashicorp/terraform-json"
 
-	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/internal/childenv"
 )
 
@@ -22,17 +21,6 @@ const Masked = "[redacted]"
 // minSecretLen keeps short values ("1", "true", "dev") from being blanked
 // all over a plan just because a sensitive attribute happens to hold them.
 const minSecretLen = 4
-
-// SecretValues lists the credentials in s, for Infra.Secrets.
-func SecretValues(s config.Secrets) []string {
-	var out []string
-	for _, v := range []config.Secret{s.SlackBotToken, s.SlackAppToken, s.GitHubToken, s.GitHubAppPrivateKey, s.SentryAuthToken, s.SentryDSN, s.AirflowPassword} {
-		if v.IsSet() {
-			out = append(out, v.Reveal())
-		}
-	}
-	return out
-}
 
 // secretName is a variable whose value is a credential, among those passed
 // to Terraform through infra.terraform_env (AWS_SECRET_ACCESS_KEY,

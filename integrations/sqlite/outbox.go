@@ -19,8 +19,12 @@ func (db *DB) putOutbox(ctx context.Context, tx *sql.Tx, runID string, es []step
 		if err != nil {
 			return err
 		}
+		at := now
+		if !e.At.IsZero() {
+			at = formatTime(e.At.UTC())
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (run_id, kind, channel, text, buttons, name, title, content, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.RunID, string(e.Kind), e.Channel, e.Text, buttons, e.Name, e.Title, e.Content, now); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.RunID, string(e.Kind), e.Channel, e.Text, buttons, e.Name, e.Title, e.Content, at); err != nil {
 			return err
 		}
 	}
