@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 
 	_ "modernc.org/sqlite"
@@ -387,8 +386,11 @@ func (cw *crashWorld) checkFlag(v *verdict) {
 	}
 }
 
-// checkAudit: the audit log's seq has no gap, and every run's events go
-// from run.started to the event of the state the run is in.
+// checkAudit: the audit log has no gap. Its rows commit in the same
+// transaction as the state they describe, so a gap is a state with no
+// event: every run's events go from run.started to the event of the state
+// it is in, every step done or skipped has its step.done/step.skipped
+// event, and every approval its approver's click.
 func (cw *crashWorld) checkAudit(v *verdict) {
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(cw.dir, "state.db")+"?mode=ro")
 	if err != nil {
@@ -396,34 +398,31 @@ func (cw *crashWorld) checkAudit(v *verdict) {
 		return
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT seq, run_id, action FROM audit ORDER BY seq`)
+	rows, err := db.Query(`SELECT run_id, action, step_id, actor FROM audit ORDER BY seq`)
 	if err != nil {
 		v.add("audit", "reading the audit log: %v", err)
 		return
 	}
 	events := map[string][]string{}
-	var prev int64
+	stepEvents := map[string]bool{} // "run step action actor"
 	for rows.Next() {
-		var seq int64
-		var run, action string
-		if err := rows.Scan(&seq, &run, &action); err != nil {
+		var run, action, step, actor string
+		if err := rows.Scan(&run, &action, &step, &actor); err != nil {
 			v.add("audit", "%v", err)
 			break
 		}
-		if seq != prev+1 {
-			v.add("audit:gap", "audit seq jumps from %d to %d", prev, seq)
-		}
-		prev = seq
 		events[run] = append(events[run], action)
+		stepEvents[run+" "+step+" "+action+" "] = true
+		stepEvents[run+" "+step+" "+action+" "+actor] = true
 	}
 	rows.Close()
+	cw.checkStepEvents(v, db, stepEvents)
 	rs, err := db.Query(`SELECT id, state FROM runs ORDER BY id`)
 	if err != nil {
 		v.add("audit", "reading runs: %v", err)
 		return
 	}
 	defer rs.Close()
-	var ids []string
 	for rs.Next() {
 		var id int
 		var state string
@@ -432,7 +431,6 @@ func (cw *crashWorld) checkAudit(v *verdict) {
 			return
 		}
 		run := fmt.Sprintf("run-%d", id)
-		ids = append(ids, run)
 		evs := events[run]
 		if len(evs) == 0 || evs[0] != "run.started" {
 			v.add("audit:run", "%s's first event is not run.started: %v", run, firstN(evs, 3))
@@ -449,7 +447,45 @@ func (cw *crashWorld) checkAudit(v *verdict) {
 			v.add("audit:run", "%s is still %s at the end of the point", run, state)
 		}
 	}
-	sort.Strings(ids)
+}
+
+// checkStepEvents: each finished step and each approval in the store has
+// its audit event.
+func (cw *crashWorld) checkStepEvents(v *verdict, db *sql.DB, seen map[string]bool) {
+	rows, err := db.Query(`SELECT run_id, id, status FROM steps WHERE status IN ('done', 'skipped')`)
+	if err != nil {
+		v.add("audit", "reading steps: %v", err)
+		return
+	}
+	for rows.Next() {
+		var id int
+		var step, status string
+		if err := rows.Scan(&id, &step, &status); err != nil {
+			v.add("audit", "%v", err)
+			break
+		}
+		if run := fmt.Sprintf("run-%d", id); !seen[run+" "+step+" step."+status+" "] {
+			v.add("audit:gap", "%s step %s is %s with no step.%s event", run, step, status, status)
+		}
+	}
+	rows.Close()
+	apps, err := db.Query(`SELECT run_id, step_id, approver, decision FROM approvals`)
+	if err != nil {
+		v.add("audit", "reading approvals: %v", err)
+		return
+	}
+	defer apps.Close()
+	for apps.Next() {
+		var id int
+		var step, who, decision string
+		if err := apps.Scan(&id, &step, &who, &decision); err != nil {
+			v.add("audit", "%v", err)
+			return
+		}
+		if run := fmt.Sprintf("run-%d", id); !seen[run+" "+step+" click."+decision+" "+who] {
+			v.add("audit:gap", "%s: %s's %s of %s has no click.%s event", run, who, decision, step, decision)
+		}
+	}
 }
 
 func contains(ss []string, s string) bool {

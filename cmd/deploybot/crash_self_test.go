@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deploybot/deploybot/integrations/sqlite"
 	"github.com/deploybot/deploybot/internal/testtool"
+	"github.com/deploybot/deploybot/steps"
 )
 
 // The matrix is only as good as its checks: forge each violation in a
@@ -54,12 +56,28 @@ func TestCrashChecksSeeForgedViolations(t *testing.T) {
 	gitIn(t, clone, "push", "-q", "origin", "HEAD:refs/heads/deploybot/forged")
 	gitIn(t, clone, "push", "-q", "origin", "HEAD:refs/heads/deploybot/forged-again")
 
+	// A run whose step is done and whose plan is approved in the store,
+	// with none of the events that say so.
+	db, err := sqlite.Open(filepath.Join(cw.dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &steps.Run{Kind: steps.KindDeploy, Service: "ingestion-server", Version: tag, State: steps.RunSucceeded,
+		Steps: []steps.StepState{{Index: 0, ID: "plan:prod", Status: steps.StepDone}}}
+	if err := db.CreateRun(t.Context(), r, steps.Changes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveRun(t.Context(), r, steps.Changes{Approvals: []steps.Approval{{StepID: "plan:prod", Approver: bob, Decision: "approve"}}}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
 	v := cw.check(driveResult{state: "succeeded"})
 	got := map[string]string{}
 	for _, f := range v.findings {
 		got[f.invariant] += f.detail + "; "
 	}
-	for _, want := range []string{"slack:duplicate", "sentry:issue", "apply:effect", "apply:count", "flag:committed", "effect:push", "effect:publish", "slack:lost", "audit"} {
+	for _, want := range []string{"slack:duplicate", "sentry:issue", "apply:effect", "apply:count", "flag:committed", "effect:push", "effect:publish", "slack:lost", "audit:run", "audit:gap"} {
 		if got[want] == "" {
 			t.Errorf("the checks did not report %s; they reported %v", want, got)
 		}
