@@ -85,7 +85,10 @@ services:
 	defer db.Close()
 	rb := steps.NewRunbooks(cfg)
 	for _, id := range []string{"dev-step", "prod-step"} {
-		rb.Automate(id, func(spec steps.Spec, svc *config.Service, m *steps.Manual) steps.Step { return &offerAll{spec: spec} })
+		rb.Automate(id, func(spec steps.Spec, svc *config.Service, m *steps.Manual) steps.Step {
+			spec.Overridable = true // `/deploy override` applies
+			return &offerAll{spec: spec}
+		})
 	}
 	rec := newRecorder()
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, matrixGroups{}, 0)
@@ -132,10 +135,10 @@ services:
 			}
 		}
 		rec.waitRun(t, r.ID, "the run to end", func(r *steps.Run) bool { return !r.State.Open() })
-		for _, o := range eng.OpenRuns() { // incidents the cell declared
-			if o.Kind == steps.KindIncident {
+		for _, o := range eng.OpenRuns() { // incidents and rollbacks the cell started
+			if o.ID != r.ID {
 				_ = eng.Cancel(ctx, o.ID, mAlice)
-				rec.waitRun(t, o.ID, "the incident to end", func(r *steps.Run) bool { return !r.State.Open() })
+				rec.waitRun(t, o.ID, "the run the cell started to end", func(r *steps.Run) bool { return !r.State.Open() })
 			}
 		}
 	}
@@ -229,14 +232,78 @@ services:
 		check("/deploy cancel", c.user, c.want, err, r, 0)
 		finish(r)
 	}
-	// Run-level Roll back (on a Sentry issue): a deployer, and one who may
-	// end the open deploy it replaces. With no earlier good version known,
-	// every role is refused before anything starts.
+	// /deploy override: an approver, four-eyes on prod for the requester.
+	for _, c := range []struct {
+		user string
+		prod bool
+		want bool
+	}{
+		{mCarol, false, no}, {mDeb, false, no}, {mBob, false, yes}, {mDave, false, yes}, {mAlice, false, yes},
+		{mCarol, true, no}, {mDeb, true, no}, {mBob, true, yes}, {mDave, true, yes}, {mAlice, true, no},
+	} {
+		r := start()
+		idx := 0
+		if c.prod {
+			if err := eng.Act(ctx, steps.ActionRequest{RunID: r.ID, StepIndex: 0, Seq: r.Steps[0].Seq, Verb: steps.VerbDone, User: mBob}); err != nil {
+				t.Fatal(err)
+			}
+			r = rec.waitRun(t, r.ID, "the prod step to wait", func(r *steps.Run) bool { return r.Steps[1].Status == steps.StepWaiting })
+			idx = 1
+		}
+		err := eng.Override(ctx, r.ID, c.user, "the refresh is paused")
+		check(fmt.Sprintf("/deploy override on the %s step", map[bool]string{false: "dev", true: "prod (four-eyes)"}[c.prod]), c.user, c.want, err, r, idx)
+		finish(r)
+	}
+
+	// Run-level Roll back (on a Sentry issue) with no earlier good version
+	// known: every role is refused before anything starts.
 	for _, u := range []string{mCarol, mDeb, mBob, mDave, mAlice} {
 		r := start()
 		err := eng.Act(ctx, steps.ActionRequest{RunID: r.ID, StepIndex: steps.RunLevel, Verb: steps.VerbRollback, User: u})
 		check("Roll back with no good version known", u, no, err, r, 0)
 		finish(r)
+	}
+
+	// A good version is known once a deploy of it succeeded.
+	good, err := eng.Start(ctx, steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2023.07.03.17.52.00", Requester: mAlice, Channel: "C0DEPLOYS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		w := rec.waitRun(t, good.ID, "the step to wait", func(r *steps.Run) bool { return r.Steps[i].Status == steps.StepWaiting })
+		if err := eng.Act(ctx, steps.ActionRequest{RunID: good.ID, StepIndex: i, Seq: w.Steps[i].Seq, Verb: steps.VerbDone, User: mBob}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.waitRun(t, good.ID, "the good deploy to succeed", func(r *steps.Run) bool { return r.State == steps.RunSucceeded })
+
+	// Run-level Roll back: a deployer, and one who may end the open deploy
+	// it replaces (its requester or an approver).
+	for _, c := range []struct {
+		user string
+		want bool
+	}{{mCarol, no}, {mDeb, no}, {mBob, no}, {mDave, no}, {mAlice, yes}} {
+		r := start()
+		err := eng.Act(ctx, steps.ActionRequest{RunID: r.ID, StepIndex: steps.RunLevel, Verb: steps.VerbRollback, User: c.user})
+		if c.want {
+			check("Roll back to the last good version", c.user, c.want, err, nil, 0)
+		} else {
+			check("Roll back to the last good version", c.user, c.want, err, r, 0)
+		}
+		finish(r)
+	}
+
+	// /rollback: deployers only.
+	for _, c := range []struct {
+		user string
+		want bool
+	}{{mCarol, no}, {mDeb, yes}, {mBob, no}, {mDave, no}, {mAlice, yes}} {
+		r, err := eng.Start(ctx, steps.StartRequest{Kind: steps.KindRollback, Service: "svc", Version: "rel-2023.07.03.17.52.00", Requester: c.user, Channel: "C0DEPLOYS"})
+		check("/rollback", c.user, c.want, err, nil, 0)
+		if r != nil {
+			_ = eng.Cancel(ctx, r.ID, mAlice)
+			rec.waitRun(t, r.ID, "the rollback to end", func(r *steps.Run) bool { return !r.State.Open() })
+		}
 	}
 	t.Logf("authorization matrix: %d cells, %d refusals, each answered and audited", cells, refusals)
 }
