@@ -22,8 +22,12 @@ func TestSentryOutageIsSaidOnceAndTheGapIsChecked(t *testing.T) {
 	// with the client's retries: two polls fail.
 	w.sn.FailNext(8, 503)
 	w.waitThread("Sentry does not answer")
+	// An issue first seen while Sentry did not answer is found once it
+	// does: the gap is checked.
+	w.sn.AddIssue("ingestion-server", "production", sentryIssue("9301", "ValueError during the outage", "error", 2, 1))
 	w.waitThread("Sentry answers again")
-	w.waitThread("Sentry watch over: no new issues in 20s")
+	w.waitThread("ValueError during the outage")
+	w.waitThread("Sentry watch over: 1 new issues in 20s")
 	if n := w.countThread("Sentry does not answer"); n != 1 {
 		t.Errorf("the outage was said %d times, want once", n)
 	}
