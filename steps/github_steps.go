@@ -387,14 +387,6 @@ func (s *changelogStep) head(x *Exec) string {
 	return s.svc.ChangelogBranchPrefix + tag
 }
 
-// author is the login whose changelog PR is trusted.
-func (s *changelogStep) author() string {
-	if s.g.cfg.ChangelogAuthor != "" {
-		return s.g.cfg.ChangelogAuthor
-	}
-	return "openverse-bot"
-}
-
 // mention says once in the thread why a PR from the changelog branch is
 // not the one approved, so people know why it is not picked.
 func (s *changelogStep) mention(x *Exec, ignored []IgnoredPR) {
@@ -404,7 +396,7 @@ func (s *changelogStep) mention(x *Exec, ignored []IgnoredPR) {
 			continue
 		}
 		_ = x.Save(key, "true")
-		x.Say(":no_entry_sign: Not approving <%s|#%d %s>: %s (`github.changelog_author` is %s).", ig.PR.HTMLURL, ig.PR.Number, Escape(ig.PR.Title), Escape(ig.Why), Escape(s.author()))
+		x.Say(":no_entry_sign: Not approving <%s|#%d %s>: %s (`github.changelog_author` is %s).", ig.PR.HTMLURL, ig.PR.Number, Escape(ig.PR.Title), Escape(ig.Why), Escape(s.g.cfg.ChangelogAuthor))
 	}
 }
 
@@ -413,7 +405,7 @@ func (s *changelogStep) Start(ctx context.Context, x *Exec) Result {
 	end := deadline(x, s.g.cfg.ChangelogTimeout)
 	wait := s.g.cfg.PollInterval
 	for checks := 1; ; checks++ {
-		pr, ignored, err := s.g.gh.PRFrom(ctx, repo, head, s.author())
+		pr, ignored, err := s.g.gh.PRFrom(ctx, repo, head, s.g.cfg.ChangelogAuthor)
 		if err != nil {
 			return Failed(fmt.Errorf("looking for the changelog PR %s: %w", head, err))
 		}
@@ -427,9 +419,9 @@ func (s *changelogStep) Start(ctx context.Context, x *Exec) Result {
 			return Wait(fmt.Sprintf("Review <%s|#%d %s> at commit `%s`, then Approve (an approver) to approve that commit on GitHub in your name.", pr.HTMLURL, pr.Number, Escape(pr.Title), short(pr.HeadSHA)),
 				Button{Verb: VerbApprove, Label: "Approve", Style: "primary"})
 		}
-		x.Live("changelog", fmt.Sprintf(":hourglass_flowing_sand: Waiting for the changelog PR from `%s` by %s (checked %d times).", head, Escape(s.author()), checks))
+		x.Live("changelog", fmt.Sprintf(":hourglass_flowing_sand: Waiting for the changelog PR from `%s` by %s (checked %d times).", head, Escape(s.g.cfg.ChangelogAuthor), checks))
 		if time.Now().After(end) {
-			return Wait(fmt.Sprintf("No changelog PR from `%s` by %s after %s. Re-check later, or Cancel.", head, Escape(s.author()), s.g.cfg.ChangelogTimeout),
+			return Wait(fmt.Sprintf("No changelog PR from `%s` by %s after %s. Re-check later, or Cancel.", head, Escape(s.g.cfg.ChangelogAuthor), s.g.cfg.ChangelogTimeout),
 				Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"})
 		}
 		if err := sleep(ctx, wait); err != nil {

@@ -260,7 +260,7 @@ func (s *applyStep) Interrupted(ctx context.Context, x *Exec) Result {
 	t, err := s.tree(ctx, x)
 	if err != nil {
 		return Result{Note: "interrupted: deploybot stopped while terraform apply ran",
-			Prompt:  fmt.Sprintf("deploybot stopped while `terraform apply` ran for %s, and the working copy cannot be opened now (%s). Check the state by hand, then Cancel the run.", s.env.Name, Escape(err.Error())),
+			Prompt:  fmt.Sprintf("deploybot stopped while `terraform apply` ran for %s, and the working copy cannot be opened now (%s). Check the state by hand, then Re-plan (which plans afresh from the state as it is) or Cancel the run.", s.env.Name, Escape(err.Error())),
 			Buttons: []Button{replan}}
 	}
 	s.standDown(ctx, x, t)

@@ -57,7 +57,7 @@ func TestSlackFaultsAreRetriedAndNothingDoubles(t *testing.T) {
 	if n := len(h.srv.Files()); n != 2 {
 		t.Errorf("%d plan files in the thread, want one per environment", n)
 	}
-	assertEachMessageOnce(t, h.srv, msg.TS)
+	h.assertEachMessageOnce(msg.TS)
 	assertEachClickOnce(t, h.srv, msg.TS, infraRunbook)
 	clicks := 0
 	for _, ev := range h.audit("run-1") {

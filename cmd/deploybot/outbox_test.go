@@ -1,7 +1,10 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,9 +36,12 @@ func outboxKeys(t testing.TB, srv *slacktest.Server, parentTS string) (keys map[
 	return keys, unkeyed
 }
 
-func assertEachMessageOnce(t *testing.T, srv *slacktest.Server, parentTS string) int {
+// assertEachMessageOnce: every message the store records as delivered to
+// the deploy channel is in Slack (nothing lost), and none is there twice.
+func (h *harness) assertEachMessageOnce(parentTS string) int {
+	t := h.t
 	t.Helper()
-	keys, unkeyed := outboxKeys(t, srv, parentTS)
+	keys, unkeyed := outboxKeys(t, h.srv, parentTS)
 	for k, n := range keys {
 		if n != 1 {
 			t.Errorf("message %s is in Slack %d times, want once", k, n)
@@ -44,8 +50,28 @@ func assertEachMessageOnce(t *testing.T, srv *slacktest.Server, parentTS string)
 	for _, u := range unkeyed {
 		t.Errorf("a message without its outbox key: %q", u)
 	}
-	if n := len(srv.Messages(deploys)); n != 1 {
+	if n := len(h.srv.Messages(deploys)); n != 1 {
 		t.Errorf("%d run messages in the channel, want 1", n)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(h.dir, "state.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT run_id, id FROM outbox WHERE kind IN ('parent', 'say') AND delivered_at != '' AND failure = ''`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var run string
+		var id int64
+		if err := rows.Scan(&run, &id); err != nil {
+			t.Fatal(err)
+		}
+		if key := fmt.Sprintf("%s/%d", run, id); keys[key] == 0 {
+			t.Errorf("message %s is recorded as delivered but is not in Slack", key)
+		}
 	}
 	return len(keys)
 }
@@ -82,7 +108,7 @@ func TestLostSlackAnswersNeverDoubleAMessage(t *testing.T) {
 	if lost < len(runbook)/2 {
 		t.Fatalf("only %d answers were lost; the test did not exercise the outbox", lost)
 	}
-	n := assertEachMessageOnce(t, h.srv, msg.TS)
+	n := h.assertEachMessageOnce(msg.TS)
 	assertEachClickOnce(t, h.srv, msg.TS, runbook)
 	t.Logf("%d answers lost, %d messages each delivered once", lost, n)
 	h.assertNoRejections()
@@ -143,7 +169,7 @@ func TestCrashNeitherLosesNorDoublesAMessage(t *testing.T) {
 		owed, err := db.PendingOutbox(t.Context(), "")
 		return err == nil && len(owed) == 0
 	})
-	n := assertEachMessageOnce(t, h.srv, msg.TS)
+	n := h.assertEachMessageOnce(msg.TS)
 	t.Logf("%d messages, each delivered once across two crashes", n)
 	h.assertNoRejections()
 }

@@ -156,7 +156,7 @@ func (r *Runner) ForceUnlock(ctx context.Context, id string) error {
 	return nil
 }
 
-// lockErrorRE finds the Lock Info block of Terraform's "Error acquiring the
+// lockFieldRE finds the Lock Info fields of Terraform's "Error acquiring the
 // state lock" message, which is all other backends say about their locks.
 var lockFieldRE = regexp.MustCompile(`(?m)^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*?)\s*$`)
 
