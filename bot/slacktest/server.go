@@ -95,6 +95,7 @@ type Server struct {
 	ephemerals map[string][]*storedMsg
 	calls      map[string]int
 	rejected   []Rejection
+	incomplete int // requests whose body the client never finished sending
 
 	rateBurst   int
 	ratePerSec  float64
@@ -401,6 +402,14 @@ func (s *Server) Rejected() []Rejection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.rejected)
+}
+
+// Incomplete counts Web API requests cut off mid-body by the client (a
+// process killed while sending): never made, so neither done nor refused.
+func (s *Server) Incomplete() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.incomplete
 }
 
 // ClearRejected forgets past refusals, for tests that provoke some on

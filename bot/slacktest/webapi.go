@@ -3,6 +3,7 @@ package slacktest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -72,6 +73,14 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 // serveAPI performs one Web API call and answers it.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, method string) {
 	req, err := parseAPIRequest(method, r)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// The client hung up mid-body (a killed process): the request was
+		// never made, and Slack, like any server, has no one to answer.
+		s.mu.Lock()
+		s.incomplete++
+		s.mu.Unlock()
+		return
+	}
 	if err != nil {
 		s.fail(w, method, "invalid_form_data", err.Error(), nil)
 		return

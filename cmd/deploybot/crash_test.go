@@ -123,6 +123,9 @@ func crashMatrix(t *testing.T, sc crashScenario, sample int, nearApprovals bool)
 			v := cw.check(res)
 			if len(v.findings) > 0 {
 				t.Logf("clicks: %s", res.clickList())
+				for _, m := range cw.srv.Thread(deploys, cw.msgTS) {
+					t.Logf("thread: %s", oneLineForReport(m.Text))
+				}
 				for i, p := range cw.procs {
 					t.Logf("bot process %d (crash_at=%d) log tail:\n%s", i+1, p.crashAt, tailFile(p.logPath, 15))
 				}
