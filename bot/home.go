@@ -47,7 +47,7 @@ type homeState struct {
 	// submitted marks forms already submitted, whose late updates (the
 	// releases filled in) must not overwrite their answer.
 	submitted map[string]bool
-	timer   *time.Timer
+	timer     *time.Timer
 }
 
 // PublishHome implements Views with views.publish.
