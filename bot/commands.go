@@ -223,7 +223,10 @@ func (b *Bot) parseHistory(words []string) (request, error) {
 	seenN := false
 	for _, w := range words {
 		if n, err := strconv.Atoi(w); err == nil || strings.TrimLeft(w, "-+0123456789") == "" {
-			if err != nil || n < 1 || n > maxHistory || seenN {
+			if seenN {
+				return request{}, usagef("Give one number of runs, like `/deploy history %s 20`.", b.cfg.Services[0].Name)
+			}
+			if err != nil || n < 1 || n > maxHistory {
 				return request{}, usagef("`%s` is not a number of runs from 1 to %d. Example: `/deploy history %s 20`.", clip(w), maxHistory, b.cfg.Services[0].Name)
 			}
 			req.n, seenN = n, true

@@ -161,14 +161,15 @@ func (s *Socket) dispatch(ctx context.Context) {
 			go func(evt socketmode.Event) {
 				defer s.wg.Done()
 				defer s.recoverHandler(ctx, evt)
+				hctx := ctx
 				if answer != nil {
-					ctx = context.WithValue(ctx, answerKey{}, answer)
+					hctx = context.WithValue(ctx, answerKey{}, answer)
 					defer answer(nil) // acked whatever happens
 				}
 				if s.BeforeHandle != nil {
 					s.BeforeHandle(string(evt.Type))
 				}
-				s.handle(ctx, evt)
+				s.handle(hctx, evt)
 			}(evt)
 		}
 	}
