@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/deploybot/deploybot/bot/slacktest"
 	"github.com/deploybot/deploybot/steps"
@@ -35,6 +38,9 @@ func viewText(t testing.TB, v slacktest.View) (text string, buttons []string) {
 
 func blocksOfRaw(t testing.TB, raw json.RawMessage) []block {
 	var bs []block
+	if len(raw) == 0 {
+		return nil // not published yet
+	}
 	if err := json.Unmarshal(raw, &bs); err != nil {
 		t.Fatalf("view blocks: %v", err)
 	}
@@ -388,4 +394,69 @@ func TestHomeTabLimits(t *testing.T) {
 // unescapeJSON undoes the escaping encoding/json applies to <, > and &.
 func unescapeJSON(s string) string {
 	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(s)
+}
+
+// Open incidents are on the Home tab with Resolve; a refused Resolve is
+// explained on the tab (a view has no response_url), an accepted one
+// resolves the incident and the tab follows.
+func TestHomeTabResolvesIncidents(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.reply(h.command(bob, deploys, "/incident", "ingestion-server returns 500s"))
+	for _, u := range []string{bob, carol} {
+		h.srv.WaitAck(h.srv.OpenHome(u), wait)
+		h.srv.WaitFor(t, wait, u+"'s Resolve button", func() bool {
+			v, _ := h.srv.Home(u)
+			_, bs := viewText(t, v)
+			return strings.Contains(strings.Join(bs, " "), "Resolve=done:run-1:")
+		})
+	}
+	h.waitHome(bob, "Open incidents", "returns 500s (declared by <@"+bob+">")
+	id, val := h.homeButton(carol, "Resolve")
+	h.srv.WaitAck(h.srv.ClickView(carol, "home", id, val), wait)
+	h.waitHome(carol, ":no_entry: only <@"+bob+">, who started run-1, or an approver may answer")
+
+	h.srv.WaitAck(h.srv.ClickView(bob, "home", id, val), wait)
+	h.srv.WaitFor(t, wait, "the incident to leave the tab", func() bool {
+		v, _ := h.srv.Home(bob)
+		text, _ := viewText(t, v)
+		return !strings.Contains(text, "Open incidents")
+	})
+	r, err := h.store().Run(context.Background(), "run-1")
+	if err != nil || r.State != steps.RunSucceeded {
+		t.Fatalf("run-1 = %+v, %v", r, err)
+	}
+	h.assertNoRejections()
+}
+
+// The manifest a deployer copies enables what the Home tab and the forms
+// need.
+func TestManifestEnablesHomeAndForms(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/slack-app-manifest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Features struct {
+			AppHome struct {
+				HomeTabEnabled bool `yaml:"home_tab_enabled"`
+			} `yaml:"app_home"`
+		} `yaml:"features"`
+		Settings struct {
+			Events struct {
+				BotEvents []string `yaml:"bot_events"`
+			} `yaml:"event_subscriptions"`
+			Interactivity struct {
+				IsEnabled bool `yaml:"is_enabled"`
+			} `yaml:"interactivity"`
+			SocketMode bool `yaml:"socket_mode_enabled"`
+		} `yaml:"settings"`
+	}
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Features.AppHome.HomeTabEnabled || !m.Settings.Interactivity.IsEnabled || !m.Settings.SocketMode ||
+		!slices.Contains(m.Settings.Events.BotEvents, "app_home_opened") {
+		t.Errorf("manifest = %+v", m)
+	}
 }
