@@ -460,3 +460,45 @@ func TestManifestEnablesHomeAndForms(t *testing.T) {
 		t.Errorf("manifest = %+v", m)
 	}
 }
+
+// Override on an Airflow block asks for its reason in a form: a form that
+// could not open in time says what to do instead (including the slash
+// command, which still works), and the reason given reaches the thread and
+// the audit log.
+func TestOverrideAsksForItsReason(t *testing.T) {
+	w := newWorld(t, sections{airflow: true})
+	w.af.SetRuns("image_data_refresh", refresh("image_data_refresh"))
+	w.start()
+	w.reply(w.command(alice, deploys, "/deploy", "ingestion-server "+tag))
+	ts := w.runMessage(0).TS
+	w.msgTS = ts
+	id, val := w.waitButton(ts, "Check Airflow", "confirm")
+	if !buttonLabeled(w.harness, ts, "Override") {
+		t.Fatal("no Override button on the Airflow block")
+	}
+
+	release := w.srv.Hold("views.open")
+	e := w.srv.Click(bob, deploys, ts, id, val)
+	w.srv.WaitFor(t, wait, "views.open to be called", func() bool { return w.srv.Calls("views.open") == 1 })
+	w.srv.ExpireTriggers()
+	release()
+	if r := w.reply(e); !strings.Contains(r, "Slack allows 3 seconds") || !strings.Contains(r, "click Override again, or type `/deploy override run-1 <reason>`") {
+		t.Errorf("the expired form answered %q", r)
+	}
+	w.srv.ClearRejected()
+	if strings.Contains(w.text(ts), "overridden") {
+		t.Fatal("an override happened without its reason")
+	}
+
+	w.click(bob, ts, id, val) // the harness gives the reason in the form
+	w.waitThread("overrode the Airflow block: reason given by " + bob)
+	w.waitText(ts, "block overridden by <@"+bob+">")
+	found := false
+	for _, ev := range w.audit("run-1") {
+		found = found || ev.Action == "click.confirm" && ev.Actor == bob && ev.Detail == "reason given by "+bob
+	}
+	if !found {
+		t.Error("the override's reason is not in the audit log")
+	}
+	w.assertNoRejections()
+}
