@@ -39,7 +39,7 @@ func (e *Engine) Check(ctx context.Context, req ActionRequest) error {
 	if rf := e.shuttingDown(); rf != nil {
 		return e.refused(ctx, req, "%s", rf.Msg)
 	}
-	if req.StepIndex == RunLevel || req.Verb == VerbCancel {
+	if req.StepIndex == RunLevel {
 		return nil // checked when acted on: they need no step
 	}
 	l := e.liveRun(req.RunID)
@@ -54,6 +54,15 @@ func (e *Engine) Check(ctx context.Context, req ActionRequest) error {
 	r := l.snap.Load()
 	if r.State != RunActive {
 		return e.refused(ctx, req, "%s is ending (%s). Nothing was changed.", r.ID, r.State)
+	}
+	if req.Verb == VerbCancel { // as Cancel decides
+		if req.User == r.Requester || approver {
+			return nil
+		}
+		if roleErr != nil {
+			return e.refused(ctx, req, "%s", roleUnknown(roleErr).Msg)
+		}
+		return e.refused(ctx, req, "only <@%s>, who started %s, or an approver may cancel it.", r.Requester, r.ID)
 	}
 	st := r.Step(req.StepIndex)
 	if st == nil {
