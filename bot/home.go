@@ -185,41 +185,46 @@ func (b *Bot) publishHome(ctx context.Context, users []string) {
 // stays within Slack's 100 blocks, saying how much was left out.
 func (b *Bot) homeBlocks(ctx context.Context) []Block {
 	open := b.eng.OpenRuns()
-	var groups [][]Block
-	for _, svc := range b.cfg.Services {
-		groups = append(groups, b.serviceBlocks(ctx, svc, open))
-	}
-	var incidents [][]Block
-	for _, r := range open {
-		if r.Kind == steps.KindIncident {
-			incidents = append(incidents, incidentBlocks(r))
-		}
-	}
 	out := []Block{{Kind: Header, Text: "deploybot"}, {Kind: Context, Text: "Updated " + clock(time.Now()) + " · `/deploy history` lists more runs"}}
-	// Room is kept for one line saying what did not fit.
+	// Room is kept for one line saying what did not fit, and incidents
+	// keep up to a third of the tab whatever the number of services.
 	room := maxViewBlocks - len(out) - 1
+	var incidents []Block
 	left := 0
-	add := func(gs [][]Block) {
-		for _, g := range gs {
-			if len(g) > room {
-				left++
-				continue
-			}
-			out = append(out, g...)
-			room -= len(g)
+	for _, r := range open {
+		if r.Kind != steps.KindIncident {
+			continue
 		}
+		g := incidentBlocks(r)
+		if len(incidents)+len(g)+1 > maxViewBlocks/3 {
+			left++
+			continue
+		}
+		incidents = append(incidents, g...)
 	}
-	add(groups)
-	if len(incidents) > 0 && room > 1 {
-		out = append(out, Block{Kind: Header, Text: "Open incidents"})
-		room--
+	if len(incidents) > 0 {
+		incidents = append([]Block{{Kind: Header, Text: "Open incidents"}}, incidents...)
 	}
-	add(incidents)
+	room -= len(incidents)
+	for _, svc := range b.cfg.Services {
+		// A service takes serviceBlocksLen blocks; one that cannot fit is
+		// not even read from the store.
+		if room < serviceBlocksLen {
+			left++
+			continue
+		}
+		out = append(out, b.serviceBlocks(ctx, svc, open)...)
+		room -= serviceBlocksLen
+	}
+	out = append(out, incidents...)
 	if left > 0 {
 		out = append(out, Block{Kind: Context, Text: fmt.Sprintf("%d more services or incidents do not fit here; `/deploy status` and `/deploy history <service>` list them.", left)})
 	}
 	return out
 }
+
+// serviceBlocksLen is how many blocks serviceBlocks returns.
+const serviceBlocksLen = 5
 
 func (b *Bot) serviceBlocks(ctx context.Context, svc *config.Service, open []*steps.Run) []Block {
 	bs := []Block{{Kind: Header, Text: truncate(svc.Name, maxHeaderText)}}
