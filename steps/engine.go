@@ -329,16 +329,16 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 		l.mu.Unlock()
 		return e.refused(ctx, req, "“%s” does not take %q now.", st.Title, req.Verb)
 	}
-	if req.Verb == VerbConfirm && spec.Overridable && req.Reason == "" {
-		l.mu.Unlock()
-		return e.refused(ctx, req, "an override needs a reason, for the thread and the audit log: click Override in Slack and give it, or type `/deploy override %s <reason>`.", r.ID)
-	}
 	if rf := authorize(r, spec, approver, req); rf != nil {
 		l.mu.Unlock()
 		if roleErr != nil {
 			rf = roleUnknown(roleErr)
 		}
 		return e.refused(ctx, req, "%s", rf.Msg)
+	}
+	if req.Verb == VerbConfirm && spec.Overridable && req.Reason == "" {
+		l.mu.Unlock()
+		return e.refused(ctx, req, "an override needs a reason, for the thread and the audit log: click Override in Slack and give it, or type `/deploy override %s <reason>`.", r.ID)
 	}
 	clicked := AuditEvent{Actor: req.User, Action: "click." + req.Verb, StepID: st.ID, Detail: req.Reason}
 	said := fmt.Sprintf("<@%s> clicked *%s* on “%s” at %s UTC", req.User, label(st.Buttons, req.Verb, override), st.Title, e.now().UTC().Format("15:04:05"))
