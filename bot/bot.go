@@ -47,6 +47,8 @@ type Bot struct {
 	wg      sync.WaitGroup
 	// idle is signalled when a publisher drains, for Flush.
 	idle *sync.Cond
+	// home is the App Home tab's state (home.go).
+	home homeState
 }
 
 // New makes a bot. Attach an engine before handling anything.
@@ -56,6 +58,9 @@ func New(cfg *config.Config, chat Chat, log *zap.Logger, opts Options) *Bot {
 	}
 	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}, timers: map[*publisher]*time.Timer{}, suspect: map[int64]bool{}}
 	b.idle = sync.NewCond(&b.mu)
+	if v, ok := chat.(Views); ok {
+		b.home.views = v
+	}
 	return b
 }
 
@@ -78,6 +83,8 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		b.replyView(ctx, c.Reply, b.helpView())
 	case "status":
 		b.replyView(ctx, c.Reply, b.statusView(ctx))
+	case "history":
+		b.replyView(ctx, c.Reply, b.historyView(ctx, req.service, req.n))
 	case "override":
 		if err := b.eng.Override(ctx, req.runID, c.User, req.text); err != nil {
 			b.answerErr(ctx, c.Reply, err)
@@ -110,12 +117,20 @@ type Click struct {
 	ActionID  string
 	Value     string
 	Reply     Reply
+	// TriggerID (Slack) lets a click open a form; Label is the button's
+	// text, as the click reports it.
+	TriggerID string
+	Label     string
 }
 
 // HandleClick acts on a button. A malformed or stale click, or one by
 // someone without permission, gets a private explanation and changes
 // nothing.
 func (b *Bot) HandleClick(ctx context.Context, c Click) {
+	if c.ActionID == deployFormAction {
+		b.openDeployForm(ctx, c)
+		return
+	}
 	req, ok := parseButton(c.ActionID, c.Value)
 	if !ok {
 		b.audit(ctx, c.User, "click.refused", fmt.Sprintf("malformed button %q/%q", c.ActionID, c.Value))
@@ -123,6 +138,9 @@ func (b *Bot) HandleClick(ctx context.Context, c Click) {
 		return
 	}
 	req.User = c.User
+	if b.viaForm(ctx, c, req) {
+		return
+	}
 	if err := b.eng.Act(ctx, req); err != nil {
 		b.answerErr(ctx, c.Reply, err)
 	}

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ type request struct {
 	tag     string
 	runID   string
 	text    string
+	n       int // history: how many runs
 }
 
 // usageError is a bad command: its message says what is wrong and what to
@@ -94,6 +96,8 @@ func (b *Bot) parseDeploy(c Command, words []string) (request, error) {
 			return request{}, usagef("`/deploy status` takes no more words; you typed `%s`.", clip(strings.Join(words[1:], " ")))
 		}
 		return request{op: "status"}, nil
+	case "history":
+		return b.parseHistory(words[1:])
 	case "override":
 		if len(words) < 3 {
 			return request{}, usagef("Say which run and why: `/deploy override <run-id> <reason>`, for example `/deploy override run-12 the refresh is paused and safe`.")
@@ -197,6 +201,7 @@ func (b *Bot) helpView() View {
 	text := "*deploybot* runs the deployment runbook, step by step, with approvals.\n" +
 		"• `/deploy <service> [<tag>]`: deploy a service (tag like `rel-2023.07.03.17.52.00`)\n" +
 		"• `/deploy status`: open runs, locks, who waits on whom\n" +
+		"• `/deploy history [service] [n]`: the last n runs (10 unless said; at most 50)\n" +
 		"• `/deploy cancel <run-id>`: end a run (requester or approver); changes are undone\n" +
 		"• `/deploy override <run-id> <reason>`: an approver pushes a run past an Airflow block\n" +
 		"• `/rollback [service] <tag>`: roll back to a published version\n" +
@@ -204,4 +209,34 @@ func (b *Bot) helpView() View {
 		"• `/deploy help`: this help\n" +
 		"Services: " + b.serviceList()
 	return textView(text)
+}
+
+// maxHistory bounds `/deploy history n`: one private answer holds it.
+const maxHistory = 50
+
+// parseHistory reads `/deploy history [service] [n]`, in either order.
+func (b *Bot) parseHistory(words []string) (request, error) {
+	req := request{op: "history", n: 10}
+	if len(words) > 2 {
+		return request{}, usagef("`/deploy history` takes at most a service and a number, like `/deploy history %s 20`; remove `%s`.", b.cfg.Services[0].Name, clip(strings.Join(words[2:], " ")))
+	}
+	seenN := false
+	for _, w := range words {
+		if n, err := strconv.Atoi(w); err == nil || strings.TrimLeft(w, "-+0123456789") == "" {
+			if seenN {
+				return request{}, usagef("Give one number of runs, like `/deploy history %s 20`.", b.cfg.Services[0].Name)
+			}
+			if err != nil || n < 1 || n > maxHistory {
+				return request{}, usagef("`%s` is not a number of runs from 1 to %d. Example: `/deploy history %s 20`.", clip(w), maxHistory, b.cfg.Services[0].Name)
+			}
+			req.n, seenN = n, true
+			continue
+		}
+		svc := b.cfg.Service(w)
+		if svc == nil || req.service != "" {
+			return request{}, usagef("There is no service `%s`. Services: %s. Example: `/deploy history %s 20`.", clip(w), b.serviceList(), b.cfg.Services[0].Name)
+		}
+		req.service = svc.Name
+	}
+	return req, nil
 }

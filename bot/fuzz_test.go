@@ -54,7 +54,8 @@ func checkAnswer(t *testing.T, in, out string) {
 // nothing typed can ping anyone when it is echoed back.
 func FuzzCommand(f *testing.F) {
 	for _, s := range []string{"", "help", "status", "ingestion-server rel-2023.07.03.17.52.00", "ingestion-server rel-2023.02.30.17.52.00",
-		"cancel run-1", "override run-2 <!channel> is fine", "<@U0A> rel-x", "ingestion-server a b c", "rel-2023.07.03.17.52.00"} {
+		"cancel run-1", "override run-2 <!channel> is fine", "<@U0A> rel-x", "ingestion-server a b c", "rel-2023.07.03.17.52.00",
+		"history", "history ingestion-server 5", "history 0", "history <!here> 99999999999999999999"} {
 		for _, name := range []string{"/deploy", "/rollback", "/incident", "/other"} {
 			f.Add(name, s, "C0DEPLOYS")
 		}

@@ -69,6 +69,7 @@ func (b *Bot) RunChanged(r *steps.Run) {
 	p.wake = true
 	p.mu.Unlock()
 	b.pump(p)
+	b.homeChanged()
 }
 
 // Live implements steps.Notifier: one thread message edited as it grows.

@@ -262,10 +262,13 @@ func Respond(responseURL string) Reply {
 }
 
 // toBlocks turns a View into Block Kit within Slack's limits.
-func toBlocks(v View) []slack.Block {
+func toBlocks(v View) []slack.Block { return toBlocksN(v, maxBlocks) }
+
+// toBlocksN is toBlocks for at most max blocks (views take 100).
+func toBlocksN(v View, max int) []slack.Block {
 	var out []slack.Block
 	for i, b := range v.Blocks {
-		if len(out) == maxBlocks {
+		if len(out) == max {
 			break
 		}
 		id := fmt.Sprintf("b%d", i)

@@ -150,17 +150,26 @@ func (s *Socket) dispatch(ctx context.Context) {
 			if evt.Request == nil {
 				continue
 			}
-			if err := s.sm.Ack(*evt.Request); err != nil {
-				s.log.Warn("ack failed", zap.Error(redact.Scrub(err)))
+			// A form's submission is acked with its answer (submission).
+			answer := s.answerOnce(evt)
+			if answer == nil {
+				if err := s.sm.Ack(*evt.Request); err != nil {
+					s.log.Warn("ack failed", zap.Error(redact.Scrub(err)))
+				}
 			}
 			s.wg.Add(1)
 			go func(evt socketmode.Event) {
 				defer s.wg.Done()
 				defer s.recoverHandler(ctx, evt)
+				hctx := ctx
+				if answer != nil {
+					hctx = context.WithValue(ctx, answerKey{}, answer)
+					defer answer(nil) // acked whatever happens
+				}
 				if s.BeforeHandle != nil {
 					s.BeforeHandle(string(evt.Type))
 				}
-				s.handle(ctx, evt)
+				s.handle(hctx, evt)
 			}(evt)
 		}
 	}
@@ -242,6 +251,10 @@ func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 		s.bot.audit(ctx, "", "envelope.ignored", fmt.Sprintf("%s for app %q, team %q", evt.Type, app, team))
 		return
 	}
+	if d, ok := evt.Data.(slack.InteractionCallback); ok && d.Type == slack.InteractionTypeViewSubmission {
+		s.submission(ctx, req, d)
+		return
+	}
 	switch d := evt.Data.(type) {
 	case slack.SlashCommand:
 		ctx = context.WithValue(ctx, responseURLKey{}, d.ResponseURL)
@@ -261,10 +274,17 @@ func (s *Socket) handle(ctx context.Context, evt socketmode.Event) {
 			s.bot.reply(ctx, reply, ":warning: deploybot only understands its own buttons here.")
 			return
 		}
+		if data.Container.Type == "view" {
+			reply = s.bot.homeNotice(data.User.ID) // views have no response_url
+		}
 		for _, a := range data.ActionCallback.BlockActions {
-			s.bot.HandleClick(ctx, Click{User: data.User.ID, Channel: data.Channel.ID, MessageTS: data.Container.MessageTs, ActionID: a.ActionID, Value: a.Value, Reply: reply})
+			s.bot.HandleClick(ctx, Click{User: data.User.ID, Channel: data.Channel.ID, MessageTS: data.Container.MessageTs, ActionID: a.ActionID, Value: a.Value, Reply: reply,
+				TriggerID: data.TriggerID, Label: a.Text.Text})
 		}
 	case slackevents.EventsAPIEvent:
+		if h, ok := data.InnerEvent.Data.(*slackevents.AppHomeOpenedEvent); ok && h.Tab == "home" {
+			s.bot.HomeOpened(ctx, h.User)
+		}
 		if m, ok := data.InnerEvent.Data.(*slackevents.MessageEvent); ok {
 			msg := Message{Channel: m.Channel, User: m.User, BotID: m.BotID, Username: m.Username, Text: m.Text, TS: m.TimeStamp, SubType: m.SubType}
 			msg.Content = contentOf(m.Blocks)

@@ -198,7 +198,16 @@ services:
 				idx = 1
 			}
 			st := r.Steps[idx]
-			err := eng.Act(ctx, steps.ActionRequest{RunID: r.ID, StepIndex: idx, Seq: st.Seq, Verb: rw.verb, User: cell.user})
+			req := steps.ActionRequest{RunID: r.ID, StepIndex: idx, Seq: st.Seq, Verb: rw.verb, User: cell.user}
+			if rw.verb == steps.VerbConfirm {
+				req.Reason = "matrix" // confirming an overridable step overrides it, which takes a reason
+			}
+			// A form asks Check before it asks for a reason: it must agree
+			// with Act in every cell.
+			if cerr := eng.Check(ctx, req); (cerr == nil) != cell.want {
+				t.Errorf("%s on step %d by %s: Check said %v, Act should allow: %v", rw.verb, idx, cell.user, cerr, cell.want)
+			}
+			err := eng.Act(ctx, req)
 			check(fmt.Sprintf("%s on the %s step", rw.verb, map[bool]string{false: "dev", true: "prod (four-eyes)"}[cell.prod]), cell.user, cell.want, err, r, idx)
 			finish(r)
 		}
@@ -230,6 +239,17 @@ services:
 		r := start()
 		err := eng.Cancel(ctx, r.ID, c.user)
 		check("/deploy cancel", c.user, c.want, err, r, 0)
+		finish(r)
+	}
+	// Confirming an overridable step is an override: without a reason it
+	// is refused and changes nothing.
+	{
+		r := start()
+		err := eng.Act(ctx, steps.ActionRequest{RunID: r.ID, StepIndex: 0, Seq: r.Steps[0].Seq, Verb: steps.VerbConfirm, User: mBob})
+		check("confirm without a reason", mBob, false, err, r, 0)
+		if err == nil || !strings.Contains(err.Error(), "/deploy override "+r.ID+" <reason>") {
+			t.Errorf("confirm without a reason answered %v", err)
+		}
 		finish(r)
 	}
 	// /deploy override: an approver, four-eyes on prod for the requester.

@@ -129,23 +129,8 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	if rf := e.shuttingDown(); rf != nil {
 		return nil, rf
 	}
-	ok, err := e.policy.IsDeployer(ctx, req.Requester)
-	if err != nil {
-		e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s: role unknown: %v", req.Kind, req.Service, err)})
-		return nil, roleUnknown(err)
-	}
-	if !ok {
-		approver, err := e.policy.IsApprover(ctx, req.Requester)
-		if err != nil {
-			e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s: role unknown: %v", req.Kind, req.Service, err)})
-			return nil, roleUnknown(err)
-		}
-		// Anyone with a role may declare an incident; deploys and
-		// rollbacks need the deployer role.
-		if !(req.Kind == KindIncident && approver) {
-			e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: fmt.Sprintf("%s %s: not a deployer", req.Kind, req.Service)})
-			return nil, refuse("You are not allowed to start a %s: only deployers (listed under `slack.deployers`) may. Ask one of them.", req.Kind)
-		}
+	if err := e.MayStart(ctx, req.Kind, req.Service, req.Requester); err != nil {
+		return nil, err
 	}
 	if from := req.Data["from_run"]; req.Kind == KindIncident && from != "" {
 		// Held until the run is tracked: two simultaneous clicks must not
@@ -351,12 +336,22 @@ func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
 		}
 		return e.refused(ctx, req, "%s", rf.Msg)
 	}
+	if req.Verb == VerbConfirm && spec.Overridable && req.Reason == "" {
+		l.mu.Unlock()
+		return e.refused(ctx, req, "an override needs a reason, for the thread and the audit log: click Override in Slack and give it, or type `/deploy override %s <reason>`.", r.ID)
+	}
 	clicked := AuditEvent{Actor: req.User, Action: "click." + req.Verb, StepID: st.ID, Detail: req.Reason}
 	said := fmt.Sprintf("<@%s> clicked *%s* on “%s” at %s UTC", req.User, label(st.Buttons, req.Verb, override), st.Title, e.now().UTC().Format("15:04:05"))
+	if req.Reason != "" && !override { // an override's step says its reason itself
+		said += ". Reason: " + Escape(req.Reason)
+	}
 
 	switch req.Verb {
 	case VerbRetry, VerbIncident:
 		summary := fmt.Sprintf("%s of %s failed: %s", st.Title, r.ID, st.Note)
+		if req.Reason != "" {
+			summary = req.Reason + " (" + summary + ")"
+		}
 		st.Seq++ // a second click on the same button is stale
 		if req.Verb == VerbRetry {
 			st.Status = StepPending

@@ -348,8 +348,11 @@ func (s *infraStep) forceUnlock(ctx context.Context, x *Exec, a Action) Result {
 		return Failed(err)
 	}
 	if x.eng != nil {
-		x.eng.audit(ctx, AuditEvent{RunID: x.Run.ID, Actor: a.User, Action: "terraform.force_unlock", StepID: s.S.ID,
-			Detail: fmt.Sprintf("%s state: %s", s.env.Name, x.Get("lock"))})
+		detail := fmt.Sprintf("%s state: %s", s.env.Name, x.Get("lock"))
+		if a.Reason != "" {
+			detail += "; reason: " + a.Reason
+		}
+		x.eng.audit(ctx, AuditEvent{RunID: x.Run.ID, Actor: a.User, Action: "terraform.force_unlock", StepID: s.S.ID, Detail: detail})
 	}
 	if err := t.ForceUnlock(ctx, s.env, id); err != nil {
 		return FailedText("force-unlock of the %s state (lock `%s`) failed: %s\nRetry re-plans, which shows the lock again if it is still there.", s.env.Name, Escape(id), Escape(err.Error()))

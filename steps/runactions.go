@@ -16,7 +16,7 @@ func (e *Engine) runAction(ctx context.Context, req ActionRequest) error {
 	}
 	switch req.Verb {
 	case VerbIncident:
-		e.audit(ctx, AuditEvent{RunID: r.ID, Actor: req.User, Action: "click.incident"})
+		e.audit(ctx, AuditEvent{RunID: r.ID, Actor: req.User, Action: "click.incident", Detail: req.Reason})
 		summary := req.Reason
 		if summary == "" {
 			summary = fmt.Sprintf("Problems after %s (%s %s)", r.ID, r.Service, r.Version)

@@ -56,8 +56,8 @@ func (s *airflowStep) Start(ctx context.Context, x *Exec) Result {
 		lines = append(lines, fmt.Sprintf("• `%s` run `%s` (%s, %s) <%s|open in Airflow>", Escape(r.DagID), Escape(r.RunID), Escape(r.State), start, r.URL))
 	}
 	x.Say(":octagonal_sign: A data refresh is active, so the deploy waits:\n%s", strings.Join(lines, "\n"))
-	return Wait(fmt.Sprintf("%d data refresh run(s) active (see the thread). Re-check when they have finished. An approver may override with `/deploy override %s <reason>`.", len(runs), x.Run.ID),
-		Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"})
+	return Wait(fmt.Sprintf("%d data refresh run(s) active (see the thread). Re-check when they have finished. An approver may Override, giving a reason (or type `/deploy override %s <reason>`).", len(runs), x.Run.ID),
+		Button{Verb: VerbRecheck, Label: "Re-check", Style: "primary"}, Button{Verb: VerbConfirm, Label: "Override", Style: "danger"})
 }
 
 func (s *airflowStep) Act(ctx context.Context, x *Exec, a Action) Result {

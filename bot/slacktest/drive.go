@@ -33,7 +33,7 @@ func (s *Server) SlashCommandFrom(appID, teamID, userID, channelID, command, tex
 		"api_app_id":            appID,
 		"is_enterprise_install": "false", // a string, as Slack forwards the form field
 		"response_url":          ru.url,
-		"trigger_id":            s.triggerIDLocked(),
+		"trigger_id":            s.triggerIDLocked(u.id),
 	}
 	e := s.newEnvelopeLocked("slash_commands", payload, true, ru.url)
 	s.mu.Unlock()
@@ -106,7 +106,7 @@ func (s *Server) Click(userID, channelID, messageTS, actionID, value string) *En
 		"api_app_id":            s.opts.AppID,
 		"token":                 "verification-token",
 		"container":             container,
-		"trigger_id":            s.triggerIDLocked(),
+		"trigger_id":            s.triggerIDLocked(u.id),
 		"team":                  map[string]any{"id": s.opts.TeamID, "domain": DefaultTeamName},
 		"enterprise":            nil,
 		"is_enterprise_install": false,
@@ -199,10 +199,6 @@ func (s *Server) eventEnvelopeLocked(ev map[string]any) *Envelope {
 		"event_context":         "4-" + secret(),
 	}
 	return s.newEnvelopeLocked("events_api", payload, false, "")
-}
-
-func (s *Server) triggerIDLocked() string {
-	return fmt.Sprintf("%d.%d.%s", time.Now().Unix(), s.seq+1, secret()[:16])
 }
 
 // pickButton prefers an exact action_id over a verb-prefix match; seen lists

@@ -73,6 +73,9 @@ type Options struct {
 	// nominal defaults are 100 and 1000), so a bot that does not page is
 	// caught here rather than by a long thread in production.
 	PageLimit int
+	// TriggerTTL is how long a trigger_id opens a modal. Default 3s, as in
+	// Slack.
+	TriggerTTL time.Duration
 }
 
 // Server is a running fake Slack. All methods are safe for concurrent use.
@@ -108,7 +111,8 @@ type Server struct {
 	faultQueue map[string][]pendingFault // LoseResponses and FailNext, per method
 	faults     []Fault
 
-	sock socketState
+	sock  socketState
+	views viewState
 }
 
 // Message is one message as Slack stores it.
@@ -202,6 +206,9 @@ func NewServer(opts Options) *Server {
 	if opts.PageLimit <= 0 {
 		opts.PageLimit = 15
 	}
+	if opts.TriggerTTL <= 0 {
+		opts.TriggerTTL = defaultTriggerTTL
+	}
 	s := &Server{
 		opts:        opts,
 		changed:     make(chan struct{}),
@@ -219,6 +226,7 @@ func NewServer(opts Options) *Server {
 		files:       map[string]*File{},
 		faultQueue:  map[string][]pendingFault{},
 		sock:        newSocketState(),
+		views:       newViewState(),
 	}
 	// Slack's edge accepts websocket upgrades from any origin; slack-go sends
 	// Origin: https://api.slack.com, which would fail the default check.

@@ -266,6 +266,9 @@ func (s *Server) handleAck(data []byte) {
 	if first && payload != nil && ds[0].Type == "slash_commands" {
 		s.ackResponseLocked(ds[0], payload)
 	}
+	if first && ds[0].Type == "interactive" && bytes.Contains(ds[0].Payload, []byte(`"type":"view_submission"`)) {
+		s.submissionAckLocked(ds[0], payload)
+	}
 	s.notifyLocked()
 }
 

@@ -46,6 +46,9 @@ func (s *Server) apiHandlers() map[string]apiHandler {
 		"conversations.replies":        s.conversationsReplies,
 		"files.getUploadURLExternal":   s.filesGetUploadURLExternal,
 		"files.completeUploadExternal": s.filesCompleteUploadExternal,
+		"views.publish":                s.viewsPublish,
+		"views.open":                   s.viewsOpen,
+		"views.update":                 s.viewsUpdate,
 	}
 }
 

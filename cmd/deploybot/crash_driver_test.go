@@ -247,7 +247,7 @@ func (cw *crashWorld) drive(crashAt int, crashLog string, limit time.Duration) d
 			}
 			key := user + " " + o.actionID + " " + o.value
 			if key != last.key || last.proc != p || time.Since(last.at) > 15*time.Second {
-				cw.srv.Click(user, deploys, ts, o.actionID, o.value)
+				cw.answerForm(user, o, func() { cw.srv.Click(user, deploys, ts, o.actionID, o.value) })
 				res.clicks = append(res.clicks, clickRec{verb: o.verb, user: user, title: o.title, at: time.Now(), proc: len(cw.procs)})
 				last.key, last.at, last.proc = key, time.Now(), p
 			}
@@ -291,4 +291,21 @@ func verbsOf(os []offer) []string {
 		vs = append(vs, o.verb+" on "+o.title)
 	}
 	return vs
+}
+
+// answerForm makes the click; when the button asks for a reason first
+// (Force unlock, Override: danger confirms), the operator gives one.
+func (cw *crashWorld) answerForm(user string, o offer, click func()) {
+	before, _ := cw.srv.Modal(user)
+	click()
+	if o.verb != "confirm" {
+		return
+	}
+	opened := func() bool {
+		f, ok := cw.srv.Modal(user)
+		return ok && f.ID != before.ID && f.CallbackID == "reason"
+	}
+	if waitUntil(5*time.Second, opened) == nil {
+		cw.srv.Submit(user, map[string]string{"reason": "crash driver: " + o.title})
+	}
 }

@@ -50,7 +50,11 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	srv := slacktest.NewServer(slacktest.Options{BotToken: testEnv["SLACK_BOT_TOKEN"], AppToken: testEnv["SLACK_APP_TOKEN"], PingInterval: 200 * time.Millisecond})
+	// Triggers live longer than Slack's 3 s: this machine is shared and
+	// slow, and a form opening late is not what these tests are about
+	// (TestFormExpiredTrigger expires them on purpose).
+	srv := slacktest.NewServer(slacktest.Options{BotToken: testEnv["SLACK_BOT_TOKEN"], AppToken: testEnv["SLACK_APP_TOKEN"], PingInterval: 200 * time.Millisecond,
+		TriggerTTL: wait})
 	t.Cleanup(srv.Close)
 	srv.AddChannel(deploys, "deploys")
 	srv.AddChannel(random, "random")
@@ -207,6 +211,7 @@ type element struct {
 	ActionID string          `json:"action_id"`
 	Value    string          `json:"value"`
 	Type     string          `json:"type"`
+	Style    string          `json:"style"`
 	RawText  json.RawMessage `json:"text"`
 }
 
@@ -283,14 +288,65 @@ func (h *harness) waitButton(ts, stepTitle, verb string) (string, string) {
 	return id, val
 }
 
-// click presses a button and waits for the ack.
+// click presses a button and waits for the ack. A button that asks for a
+// reason first (Reject, Incident, and the danger Confirm and Skip) opens a
+// form unless the click is refused: the reason is given as a person would.
 func (h *harness) click(user, ts, actionID, value string) *slacktest.Envelope {
 	h.t.Helper()
+	before, _ := h.srv.Modal(user)
+	asks := h.asksReason(ts, actionID, value)
 	e := h.srv.Click(user, deploys, ts, actionID, value)
 	if _, err := h.srv.WaitAck(e, wait); err != nil {
 		h.t.Fatalf("click %s: no ack: %v", actionID, err)
 	}
+	if !asks {
+		return e
+	}
+	var form slacktest.View
+	h.srv.WaitFor(h.t, wait, "the reason form or a refusal", func() bool {
+		if len(h.srv.Responses(e)) > 0 {
+			return true
+		}
+		var ok bool
+		form, ok = h.srv.Modal(user)
+		return ok && form.ID != before.ID && form.CallbackID == "reason"
+	})
+	if form.ID != "" && form.ID != before.ID {
+		h.submit(user, map[string]string{"reason": "reason given by " + user})
+	}
 	return e
+}
+
+// submit sends the user's open form and returns the ack's payload.
+func (h *harness) submit(user string, inputs map[string]string) json.RawMessage {
+	h.t.Helper()
+	e := h.srv.Submit(user, inputs)
+	p, err := h.srv.WaitAck(e, wait)
+	if err != nil {
+		h.t.Fatalf("submitting %v: %v", inputs, err)
+	}
+	return p
+}
+
+// asksReason reports whether the button shown in the message asks for a
+// reason before it acts.
+func (h *harness) asksReason(ts, actionID, value string) bool {
+	for _, b := range blocksOf(h.t, h.message(ts)) {
+		for _, e := range b.Elements {
+			if e.Type != "button" || value != "" && e.Value != value || e.ActionID != actionID && !strings.HasPrefix(e.ActionID, actionID+":") {
+				continue
+			}
+			verb, _, _ := strings.Cut(e.ActionID, ":")
+			switch verb {
+			case "reject", "incident":
+				return true
+			case "confirm", "skip":
+				return e.Style == "danger"
+			}
+			return false
+		}
+	}
+	return false
 }
 
 // step clicks verb on the step titled title, as user, and waits until the

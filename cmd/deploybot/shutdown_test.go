@@ -289,9 +289,11 @@ func TestKillDuringApplyShowsLockForceUnlockAndReplan(t *testing.T) {
 		t.Error("Force unlock left the lock")
 	}
 	w.waitThread("force-unlocked the prod state")
+	w.waitThread("clicked *Force unlock* on “Production (prod): apply” at ")
+	w.waitThread("Reason: reason given by " + bob) // from the form Force unlock opened
 	unlocks := 0
 	for _, ev := range h.audit("run-1") {
-		if ev.Action == "terraform.force_unlock" && ev.Actor == bob && strings.Contains(ev.Detail, "OperationTypeApply") {
+		if ev.Action == "terraform.force_unlock" && ev.Actor == bob && strings.Contains(ev.Detail, "OperationTypeApply") && strings.Contains(ev.Detail, "reason: reason given by "+bob) {
 			unlocks++
 		}
 	}

@@ -61,6 +61,7 @@ func TestSentryNeverAnsweringFailsTheWatchWithRetryAndSkip(t *testing.T) {
 	w.step(ts, "Check Sentry", "skip", bob)
 	w.waitText(ts, "accepted the risk")
 	w.waitThread("skipped the Sentry check that could not run")
+	w.waitThread("Reason: reason given by " + bob) // from the form Skip opened
 	found := false
 	for _, ev := range w.audit("run-1") {
 		found = found || ev.Action == "click.skip" && ev.Actor == bob && ev.StepID == "sentry"
