@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/bot/term"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/integrations/airflow"
 	"github.com/deploybot/deploybot/integrations/github"
@@ -83,8 +84,13 @@ const usage = `usage:
   deploybot check-config --config FILE            validate the configuration and exit
 The config file may also be named by $DEPLOYBOT_CONFIG.`
 
-// ParseArgs reads the subcommand and flags.
+// ParseArgs reads the subcommand and flags. Asking for help (help, -h,
+// --help) is not an error: Run prints the usage.
 func (m *Main) ParseArgs(args []string) error {
+	if len(args) > 0 && args[0] == "help" {
+		m.Mode = "help"
+		return nil
+	}
 	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config") {
 		m.Mode, args = args[0], args[1:]
 	}
@@ -92,7 +98,10 @@ func (m *Main) ParseArgs(args []string) error {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		m.Mode = "help"
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
 	if fs.NArg() > 0 {
@@ -113,13 +122,17 @@ func (m *Main) ParseArgs(args []string) error {
 // Run starts the program and blocks until ctx ends (or, for the console,
 // until its input ends).
 func (m *Main) Run(ctx context.Context) error {
+	if m.Mode == "help" {
+		_, err := fmt.Fprintln(m.Stdout, usage)
+		return err
+	}
 	cfg, err := config.Load(m.ConfigPath, m.Getenv)
 	if err != nil {
 		return err
 	}
 	m.Config = cfg
 	if m.Mode == "check-config" {
-		fmt.Fprintf(m.Stdout, "%s: ok (%d services)\n", m.ConfigPath, len(cfg.Services))
+		fmt.Fprintf(m.Stdout, "%s: ok (%s)\n", m.ConfigPath, plural(len(cfg.Services), "service"))
 		return nil
 	}
 	if m.Mode == "bot" {
@@ -188,7 +201,7 @@ func (m *Main) Run(ctx context.Context) error {
 	var api *slack.Client
 	switch m.Mode {
 	case "console":
-		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0])
+		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0], bot.ConsoleRenderer(term.Detect(m.Stdout, m.Getenv)))
 		chat = console
 		m.ready = func() bool { return true }
 	default:
@@ -342,6 +355,14 @@ func (m *Main) serveHTTP() error {
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = m.http.Serve(ln) }()
 	return nil
+}
+
+// plural says n things: "1 service", "2 services".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // zapWriter sends tool output (Terraform's) to the log at debug level, one
