@@ -37,8 +37,8 @@ type Console struct {
 	user   string
 	bot    *Bot
 	nextTS int
-	runs   map[string]*consoleRun  // by parent message ts
-	thread map[string]string       // thread message ts → its parent's ts
+	runs   map[string]*consoleRun     // by parent message ts
+	thread map[string]string          // thread message ts → its parent's ts
 	lines  map[string]map[string]bool // thread message ts → lines printed
 	offers []offer
 	reply0 *offer // buttons of the last private answer
