@@ -61,10 +61,9 @@ func waitOutput(t *testing.T, out *syncBuffer, from int, want string) int {
 	}
 }
 
-// consoleMain starts the console program on the example configuration,
-// with its own state, infrastructure remote and real Terraform. The
-// returned say types a line.
-func consoleMain(t *testing.T) (out *syncBuffer, say func(string)) {
+// consoleConfig writes the example console configuration with its own
+// state, infrastructure remote and real Terraform, and returns its path.
+func consoleConfig(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := os.ReadFile("../../examples/console.yaml")
@@ -80,7 +79,14 @@ func consoleMain(t *testing.T) (out *syncBuffer, say func(string)) {
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
 
+// consoleMain starts the console program in-process on consoleConfig.
+// The returned say types a line.
+func consoleMain(t *testing.T) (out *syncBuffer, say func(string)) {
+	t.Helper()
+	path := consoleConfig(t)
 	inR, inW := io.Pipe()
 	out = newSyncBuffer()
 	m := NewMain()
