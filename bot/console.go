@@ -38,7 +38,6 @@ type Console struct {
 	bot    *Bot
 	nextTS int
 	runs   map[string]*consoleRun     // by parent message ts
-	thread map[string]string          // thread message ts → its parent's ts
 	lines  map[string]map[string]bool // thread message ts → lines printed
 	offers []offer
 	reply0 *offer // buttons of the last private answer
@@ -86,7 +85,7 @@ func ConsoleSettle(d time.Duration) ConsoleOption { return func(c *Console) { c.
 // channel (the first deploy channel).
 func NewConsole(out io.Writer, user, channel string, opts ...ConsoleOption) *Console {
 	c := &Console{out: out, user: user, channel: channel, r: term.Detect(out, nil), settle: 300 * time.Millisecond,
-		runs: map[string]*consoleRun{}, thread: map[string]string{}, lines: map[string]map[string]bool{}}
+		runs: map[string]*consoleRun{}, lines: map[string]map[string]bool{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -103,7 +102,6 @@ func (c *Console) Post(ctx context.Context, channel, threadTS string, v View) (s
 	c.nextTS++
 	ts := fmt.Sprintf("%d.000000", c.nextTS)
 	if threadTS != "" {
-		c.thread[ts] = threadTS
 		text := c.r.Mrkdwn(viewText(v))
 		c.remember(ts, text)
 		c.print(c.threadPrefix(threadTS) + indent(text, "      "))

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deploybot/deploybot/internal/testtool"
 )
 
 func TestMrkdwnPlain(t *testing.T) {
@@ -108,13 +110,8 @@ func TestDetect(t *testing.T) {
 	if Detect(&strings.Builder{}, env()).Color {
 		t.Error("a buffer got colour")
 	}
-	// A terminal, when the test has one (/dev/tty opens only with a
-	// controlling terminal): colour unless NO_COLOR or TERM=dumb.
-	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
-	if err != nil {
-		return
-	}
-	defer tty.Close()
+	// A terminal: colour unless NO_COLOR or TERM=dumb.
+	tty, _ := testtool.Terminal(t)
 	if !Detect(tty, env("TERM", "xterm")).Color {
 		t.Error("a terminal got no colour")
 	}
