@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/deploybot/deploybot/bot"
-	"github.com/deploybot/deploybot/bot/term"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/integrations/airflow"
 	"github.com/deploybot/deploybot/integrations/github"
@@ -84,13 +83,8 @@ const usage = `usage:
   deploybot check-config --config FILE            validate the configuration and exit
 The config file may also be named by $DEPLOYBOT_CONFIG.`
 
-// ParseArgs reads the subcommand and flags. Asking for help (help, -h,
-// --help) is not an error: Run prints the usage.
+// ParseArgs reads the subcommand and flags.
 func (m *Main) ParseArgs(args []string) error {
-	if len(args) > 0 && args[0] == "help" {
-		m.Mode = "help"
-		return nil
-	}
 	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config") {
 		m.Mode, args = args[0], args[1:]
 	}
@@ -98,7 +92,8 @@ func (m *Main) ParseArgs(args []string) error {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) || (m.Mode == "bot" && fs.NArg() == 1 && fs.Arg(0) == "help") {
+		// Asked for, help is no error: main prints the usage and exits 0.
 		m.Mode = "help"
 		return nil
 	} else if err != nil {
@@ -122,10 +117,6 @@ func (m *Main) ParseArgs(args []string) error {
 // Run starts the program and blocks until ctx ends (or, for the console,
 // until its input ends).
 func (m *Main) Run(ctx context.Context) error {
-	if m.Mode == "help" {
-		_, err := fmt.Fprintln(m.Stdout, usage)
-		return err
-	}
 	cfg, err := config.Load(m.ConfigPath, m.Getenv)
 	if err != nil {
 		return err
@@ -201,7 +192,7 @@ func (m *Main) Run(ctx context.Context) error {
 	var api *slack.Client
 	switch m.Mode {
 	case "console":
-		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0], bot.ConsoleRenderer(term.Detect(m.Stdout, m.Getenv)))
+		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0])
 		chat = console
 		m.ready = func() bool { return true }
 	default:

@@ -11,6 +11,23 @@ import (
 	"time"
 )
 
+func TestParseArgsTakesHelpAsARequest(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"console", "-help"}, {"check-config", "--help"}} {
+		m := NewMain()
+		m.Getenv = func(string) string { return "" }
+		if err := m.ParseArgs(args); err != nil || m.Mode != "help" {
+			t.Errorf("%q: mode %q, error %v", args, m.Mode, err)
+		}
+	}
+	for _, args := range [][]string{{"helpme"}, {"check-config", "help"}, {"help", "console"}} {
+		m := NewMain()
+		m.Getenv = func(string) string { return "" }
+		if err := m.ParseArgs(args); err == nil || m.Mode == "help" {
+			t.Errorf("%q accepted as mode %q", args, m.Mode)
+		}
+	}
+}
+
 // The real binary: asking for help is answered on stdout with exit 0, and
 // Ctrl-C in the console says what becomes of the run before it exits.
 func TestBinaryHelpAndCtrlC(t *testing.T) {
