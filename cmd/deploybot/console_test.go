@@ -155,6 +155,7 @@ func TestConsoleCompletesTheIngestionServerRunbook(t *testing.T) {
 		}
 	}
 	pos = waitOutput(t, out, pos, "run-1 🎉 succeeded: all steps done")
+	runLines := strings.Count(out.String()[:pos], "\n") + 1
 	if strings.Contains(out.String(), "1. Check Airflow — ") {
 		t.Error("the whole checklist was printed before anyone asked for it")
 	}
@@ -208,10 +209,11 @@ func TestConsoleCompletesTheIngestionServerRunbook(t *testing.T) {
 	if n := strings.Count(got, "1. Check Airflow — done"); n != 2 {
 		t.Errorf("the checklist printed %d times, want twice (on s and on /deploy status)", n)
 	}
-	if len(lines) > 260 {
-		t.Errorf("a nine-click run printed %d lines:\n%s", len(lines), got)
+	// Two plans and two applies are most of it.
+	if runLines > 200 {
+		t.Errorf("a nine-click run printed %d lines:\n%s", runLines, got)
 	}
-	t.Logf("a nine-click run printed %d lines", len(lines))
+	t.Logf("a nine-click run printed %d lines from start to \"succeeded\"", runLines)
 	if testing.Verbose() {
 		t.Log("\n" + got)
 	}
