@@ -92,14 +92,16 @@ func (m *Main) ParseArgs(args []string) error {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) || (m.Mode == "bot" && fs.NArg() == 1 && fs.Arg(0) == "help") {
-		// Asked for, help is no error: main prints the usage and exits 0.
-		m.Mode = "help"
-		return nil
-	} else if err != nil {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return m.askedForHelp()
+		}
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
 	if fs.NArg() > 0 {
+		if m.Mode == "bot" && fs.NArg() == 1 && fs.Arg(0) == "help" {
+			return m.askedForHelp()
+		}
 		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), usage)
 	}
 	if m.ConfigPath == "" {
@@ -346,14 +348,6 @@ func (m *Main) serveHTTP() error {
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = m.http.Serve(ln) }()
 	return nil
-}
-
-// plural says n things: "1 service", "2 services".
-func plural(n int, thing string) string {
-	if n == 1 {
-		return "1 " + thing
-	}
-	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // zapWriter sends tool output (Terraform's) to the log at debug level, one
