@@ -301,15 +301,32 @@ func hasButtons(v View) bool {
 	return false
 }
 
-// choices numbers every button on offer: a private answer's first, then
-// each run's, oldest offer first.
+// ordered is every offer in the order its buttons are numbered: a private
+// answer's, then the waiting steps', then those in threads (Roll back,
+// Declare incident). A step's own buttons come first so that "1" stays
+// the step's answer when an alert offers more.
+func (c *Console) ordered() []offer {
+	var all []offer
+	if c.reply0 != nil {
+		all = append(all, *c.reply0)
+	}
+	for _, o := range c.offers {
+		if o.ts == o.root {
+			all = append(all, o)
+		}
+	}
+	for _, o := range c.offers {
+		if o.ts != o.root {
+			all = append(all, o)
+		}
+	}
+	return all
+}
+
+// choices numbers every button on offer.
 func (c *Console) choices() []choice {
 	var cs []choice
-	all := c.offers
-	if c.reply0 != nil {
-		all = append([]offer{*c.reply0}, all...)
-	}
-	for _, o := range all {
+	for _, o := range c.ordered() {
 		for _, b := range o.buttons {
 			cs = append(cs, choice{ts: o.ts, button: b})
 		}
@@ -355,11 +372,7 @@ func (c *Console) printChoices() {
 	}
 	var b strings.Builder
 	n := 0
-	all := c.offers
-	if c.reply0 != nil {
-		all = append([]offer{*c.reply0}, all...)
-	}
-	for _, o := range all {
+	for _, o := range c.ordered() {
 		if len(o.buttons) == 0 {
 			continue
 		}
@@ -447,6 +460,15 @@ func (c *Console) checklist(cr *consoleRun) string {
 	return c.r.Dim("┌──────────────────────────────────────────") + "\n" + c.r.Dim("│ ") + indent(text, c.r.Dim("│ ")) + "\n" + c.r.Dim("└──")
 }
 
+// Say prints mrkdwn text as the console's own line, above the choices: a
+// program that shares the terminal with the console (the demo) writes
+// through it, so the choices can still be kept last.
+func (c *Console) Say(text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.print(c.r.Mrkdwn(text))
+}
+
 // Find implements Chat. The console's messages live only on the screen, so
 // nothing is found: after a restart an entry that was printed just before
 // the crash may print again, which a terminal reader can tell.
@@ -516,22 +538,22 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 	for {
 		select {
 		case <-ctx.Done():
-			c.say("stopping: open runs stay recorded; starting the console again (make console) resumes them.")
+			c.stopping("stopping: open runs stay recorded; starting the console again (make console) resumes them.")
 			return nil
 		case line, ok := <-lines:
 			if !ok {
-				c.say("input ended, stopping: open runs stay recorded; starting the console again (make console) resumes them.")
+				c.stopping("input ended, stopping: open runs stay recorded; starting the console again (make console) resumes them.")
 				return nil
 			}
 			if !c.handle(ctx, strings.TrimSpace(line)) {
-				c.say("stopping: open runs stay recorded; starting the console again (make console) resumes them.")
+				c.stopping("stopping: open runs stay recorded; starting the console again (make console) resumes them.")
 				return nil
 			}
 		}
 	}
 }
 
-func (c *Console) say(s string) {
+func (c *Console) stopping(s string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.footer = 0

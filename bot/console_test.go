@@ -187,9 +187,22 @@ func TestConsoleOffersThreadButtonsUntilTheRunEnds(t *testing.T) {
 	if cs := c.choices(); len(cs) != 4 || cs[2].button.ActionID != "rollback:run-1:-1" {
 		t.Errorf("choices %+v", cs)
 	}
+	// The next step waits after the alert: its buttons still come first,
+	// so 1 answers the step, not the alert.
+	r.Steps[0].Status, r.Steps[0].Buttons = steps.StepDone, nil
+	r.Steps[1].Status, r.Steps[1].Seq = steps.StepWaiting, 4
+	r.Steps[1].Buttons = []steps.Button{{Verb: steps.VerbApprove, Label: "Approve"}}
+	_ = c.Update(ctx, "C0DEPLOYS", ts, RenderRun(r))
+	if cs := c.choices(); len(cs) != 3 || cs[0].button.Label != "Approve" || cs[0].button.Value != "run-1|1|4" || cs[1].button.Label != "Roll back" {
+		t.Errorf("after the next step: choices %+v", cs)
+	}
 	r.State = steps.RunFailed
 	r.Steps[0].Status, r.Steps[0].Buttons = steps.StepFailed, nil
 	_ = c.Update(ctx, "C0DEPLOYS", ts, RenderRun(r))
+	c.Say("» *demo*: `run-1` ended")
+	if !strings.Contains(out.String(), "» demo: run-1 ended\n") {
+		t.Errorf("Say printed:\n%s", out.String())
+	}
 	if cs := c.choices(); len(cs) != 0 {
 		t.Errorf("an ended run still offers %+v", cs)
 	}
