@@ -248,3 +248,36 @@ func TestConsoleOnATerminal(t *testing.T) {
 		})
 	}
 }
+
+// quit, the end of the input and Ctrl-C (the context ending) each say
+// what becomes of open runs.
+func TestConsoleSaysWhyItStops(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+		cancel         bool
+	}{
+		{"quit", "quit\n/deploy never\n", "\nstopping: open runs stay recorded; starting the console again (make console) resumes them.\n", false},
+		{"end of input", "", "\ninput ended, stopping: open runs stay recorded", false},
+		{"ctrl-c", "", "\nstopping: open runs stay recorded", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := newScreen()
+			c := NewConsole(out, "U0ALICE", "C0DEPLOYS")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var in io.Reader = strings.NewReader(tc.in)
+			if tc.cancel {
+				r, w := io.Pipe() // open input: only the context stops it
+				defer w.Close()
+				in = r
+				cancel()
+			}
+			if err := c.Run(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tc.want) {
+				t.Errorf("printed:\n%s", out.String())
+			}
+		})
+	}
+}
