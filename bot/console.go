@@ -41,9 +41,9 @@ type Console struct {
 	lines  map[string]map[string]bool // thread message ts → lines printed
 	offers []offer
 	reply0 *offer // buttons of the last private answer
-	// footer is how many lines the choices take at the bottom of the
-	// terminal, 0 when something else was printed (or typed) after them.
-	footer int
+	// footer is the choices as printed at the bottom of the terminal, ""
+	// when something else was printed (or typed) after them.
+	footer string
 	timer  *time.Timer
 	done   bool
 }
@@ -339,17 +339,22 @@ func (c *Console) choices() []choice {
 // at the bottom; elsewhere (a pipe, a file) nothing is erased and they are
 // printed again below.
 func (c *Console) print(s string) {
-	if c.footer > 0 && c.r.Color {
-		fmt.Fprintf(c.out, "\x1b[%dF\x1b[J", c.footer)
+	if c.footer != "" && c.r.Color {
+		// Only where the terminal's width says how many rows the
+		// choices took once wrapped: erasing a guess could take real
+		// output with it.
+		if cols := term.Width(c.out); cols > 0 {
+			fmt.Fprintf(c.out, "\x1b[%dF\x1b[J", term.Rows(c.footer, cols))
+		}
 	}
-	c.footer = 0
+	c.footer = ""
 	fmt.Fprintln(c.out, s)
 	c.schedule()
 }
 
 // schedule prints the choices once output has paused for c.settle.
 func (c *Console) schedule() {
-	if c.done || c.footer > 0 {
+	if c.done || c.footer != "" {
 		return
 	}
 	if c.timer != nil {
@@ -358,7 +363,7 @@ func (c *Console) schedule() {
 	c.timer = time.AfterFunc(c.settle, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if !c.done && c.footer == 0 {
+		if !c.done && c.footer == "" {
 			c.printChoices()
 		}
 	})
@@ -395,7 +400,7 @@ func (c *Console) printChoices() {
 	b.WriteString(c.r.Dim("└ "+hint) + "\n")
 	text := b.String()
 	fmt.Fprint(c.out, text)
-	c.footer = strings.Count(text, "\n")
+	c.footer = text
 }
 
 // showChecklist prints every open run's whole message, or the last run's
@@ -556,7 +561,7 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 func (c *Console) stopping(s string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.footer = 0
+	c.footer = ""
 	fmt.Fprintln(c.out, s)
 }
 
@@ -576,7 +581,7 @@ func (c *Console) handle(ctx context.Context, line string) bool {
 	c.mu.Lock()
 	// What was typed is now below the choices: they are no longer the
 	// last lines to erase.
-	c.footer = 0
+	c.footer = ""
 	c.mu.Unlock()
 	switch {
 	case line == "quit" || line == "exit":

@@ -365,3 +365,31 @@ func Strip(s string) string {
 	}
 	return b.String()
 }
+
+// Rows is how many rows text takes on a terminal cols wide, once long
+// lines wrap: escapes take none, wide characters (most emoji) two columns,
+// combining marks and variation selectors none.
+func Rows(text string, cols int) int {
+	if cols <= 0 {
+		return strings.Count(text, "\n")
+	}
+	rows := 0
+	for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		w := 0
+		for _, r := range Strip(l) {
+			w += runeWidth(r)
+		}
+		rows += max(1, (w+cols-1)/cols)
+	}
+	return rows
+}
+
+func runeWidth(r rune) int {
+	switch {
+	case r == 0xFE0F || r == 0x200D || unicode.Is(unicode.Mn, r):
+		return 0
+	case r >= 0x1F000 || (r >= 0x2600 && r <= 0x27BF) || (r >= 0x2B00 && r <= 0x2BFF) || (r >= 0x1100 && r <= 0x115F) || (r >= 0x2E80 && r <= 0xA4CF) || (r >= 0xAC00 && r <= 0xD7A3) || (r >= 0xF900 && r <= 0xFAFF) || (r >= 0xFF00 && r <= 0xFF60):
+		return 2
+	}
+	return 1
+}

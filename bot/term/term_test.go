@@ -122,3 +122,34 @@ func TestDetect(t *testing.T) {
 		t.Error("TERM=dumb was ignored")
 	}
 }
+
+func TestRows(t *testing.T) {
+	for _, tc := range []struct {
+		text       string
+		cols, want int
+	}{
+		{"a\nb\n", 80, 2},
+		{strings.Repeat("x", 80) + "\n", 80, 1},
+		{strings.Repeat("x", 81) + "\n", 80, 2},
+		{"\x1b[1m" + strings.Repeat("x", 80) + "\x1b[22m\n", 80, 1},
+		{strings.Repeat("🚀", 40) + "\n", 80, 1},
+		{strings.Repeat("🚀", 41) + "\n", 80, 2},
+		{"⚠️ warning\n", 10, 1},
+		{"\n\n", 80, 2},
+		{"a\nb\n", 0, 2},
+	} {
+		if got := Rows(tc.text, tc.cols); got != tc.want {
+			t.Errorf("Rows(%q, %d) = %d, want %d", tc.text, tc.cols, got, tc.want)
+		}
+	}
+}
+
+func TestWidth(t *testing.T) {
+	tty, _ := testtool.Terminal(t)
+	if w := Width(tty); w != 80 {
+		t.Errorf("Width of an 80-column terminal = %d", w)
+	}
+	if w := Width(&strings.Builder{}); w != 0 {
+		t.Errorf("Width of a buffer = %d", w)
+	}
+}
