@@ -118,7 +118,7 @@ func RenderRun(r *steps.Run) View {
 		blocks = append(blocks, Block{Kind: Section, Text: c})
 	}
 	blocks = append(blocks, tail...)
-	return View{Text: truncate(fallbackText(r), maxText), Blocks: blocks}
+	return View{Text: truncate(fallbackText(r), maxText), Blocks: blocks, run: r}
 }
 
 func runStateWord(r *steps.Run) string {

@@ -3,6 +3,8 @@ package bot
 import (
 	"context"
 	"time"
+
+	"github.com/deploybot/deploybot/steps"
 )
 
 // View is a message as the bot composes it, before an adapter turns it into
@@ -14,6 +16,10 @@ type View struct {
 	// Key, when set, is carried with the message (Slack message metadata)
 	// so that the message can be found again: the outbox entry it delivers.
 	Key string
+
+	// run is the run a run's message shows (RenderRun), so the console can
+	// print what changed in it instead of the whole message.
+	run *steps.Run
 }
 
 // BlockKind is the kind of a View block.

@@ -46,52 +46,13 @@ var notChannelChars = regexp.MustCompile(`[^a-z0-9-]+`)
 
 func (s *announceStep) Start(ctx context.Context, x *Exec) Result {
 	r := x.Run
-	var lines []string
-	head := ":rotating_light: *Production incident:* " + Escape(r.Summary)
-	if g := s.cfg.Slack.TeamGroup; g != "" {
-		head = fmt.Sprintf("<!subteam^%s> %s", g, head)
-	}
-	lines = append(lines, head, fmt.Sprintf("*Service* %s · *declared by* <@%s>", r.Service, r.Requester))
-	if from := r.Data["from_run"]; from != "" {
-		if o, err := x.LookupRun(ctx, from); err == nil {
-			before := x.LastGoodVersion(ctx, o)
-			if before == "" {
-				before = "unknown"
-			}
-			lines = append(lines, fmt.Sprintf("*Version* before `%s`, after `%s`", Escape(before), Escape(o.Version)))
-			for _, st := range o.Steps {
-				if st.Status == StepFailed || st.Status == StepInterrupted {
-					lines = append(lines, fmt.Sprintf("*Failing step* %s: %s", st.Title, oneLine(st.Note, 300)))
-					break
-				}
-			}
-			if link := o.Data["permalink"]; link != "" {
-				lines = append(lines, fmt.Sprintf("*Run* <%s|%s>", link, o.ID))
-			} else {
-				lines = append(lines, "*Run* "+o.ID)
-			}
-			if w := o.StepByID("sentry"); w != nil && w.Data["issues"] != "" {
-				var links []string
-				for _, l := range strings.Split(w.Data["issues"], "\n") {
-					parts := strings.SplitN(l, "|", 3)
-					if len(parts) == 3 {
-						links = append(links, fmt.Sprintf("<%s|%s> %s", parts[2], Escape(parts[0]), Escape(oneLine(parts[1], 100))))
-					}
-				}
-				lines = append(lines, "*Sentry issues* "+strings.Join(links, ", "))
-			}
-		}
-	}
-	if link := r.Data["permalink"]; link != "" {
-		lines = append(lines, fmt.Sprintf("*Incident run* <%s|%s>", link, r.ID))
-	}
 	// The step is idempotent (a restart starts it again): the record that
 	// it announced commits with the announcement, so a restart never
 	// announces twice. The bot says the announcement's link in the thread
 	// once it is posted.
 	if x.Get("announced") == "" {
 		x.Set("announced", "yes")
-		x.Announce(s.cfg.Slack.AlertsChannel, strings.Join(lines, "\n"))
+		x.Announce(s.cfg.Slack.AlertsChannel, s.announcement(ctx, x))
 	}
 	note := fmt.Sprintf("announced in <#%s>", s.cfg.Slack.AlertsChannel)
 	if id := x.Get("incident_channel"); id != "" {
@@ -115,4 +76,98 @@ func (s *announceStep) Start(ctx context.Context, x *Exec) Result {
 		}
 	}
 	return Done(note)
+}
+
+// announcement is the incident's message in the alerts channel. It has the
+// same lines in the same order whatever is known, so that people (and
+// anything that reads the channel) find each fact in its place: the
+// summary, service and environment, who declared it, the versions before
+// and after, the failing step, the run it concerns, Sentry's issues, and
+// the incident's own run. What is not known says so.
+func (s *announceStep) announcement(ctx context.Context, x *Exec) string {
+	r := x.Run
+	head := ":rotating_light: *Production incident:* " + Escape(r.Summary)
+	if g := s.cfg.Slack.TeamGroup; g != "" {
+		head = fmt.Sprintf("<!subteam^%s> %s", g, head)
+	}
+	o := s.concerned(ctx, x)
+	env, before, after, failing, run, issues := "", "unknown", "unknown", "none recorded", "none found", "none seen"
+	if o != nil {
+		if v := x.LastGoodVersion(ctx, o); v != "" {
+			before = v
+		}
+		if o.Version != "" {
+			after = o.Version
+		}
+		for _, st := range o.Steps {
+			if st.Status == StepFailed || st.Status == StepInterrupted {
+				failing = st.Title
+				if st.Note != "" {
+					failing += ": " + oneLine(st.Note, 300)
+				}
+				env = envOf(st.ID)
+				break
+			}
+		}
+		run = o.ID
+		if link := o.Data["permalink"]; link != "" {
+			run = fmt.Sprintf("<%s|%s>", link, o.ID)
+		}
+		if w := o.StepByID("sentry"); w != nil && w.Data["issues"] != "" {
+			var links []string
+			for _, l := range strings.Split(w.Data["issues"], "\n") {
+				parts := strings.SplitN(l, "|", 3)
+				if len(parts) == 3 {
+					links = append(links, fmt.Sprintf("<%s|%s> %s", parts[2], Escape(parts[0]), Escape(oneLine(parts[1], 100))))
+				}
+			}
+			if len(links) > 0 {
+				issues = strings.Join(links, ", ")
+			}
+		}
+	}
+	if env == "" {
+		env = "production"
+		if svc := s.cfg.Service(r.Service); svc != nil && len(svc.Environments) > 0 {
+			env = svc.Environments[len(svc.Environments)-1].Name
+		}
+	}
+	self := r.ID
+	if link := r.Data["permalink"]; link != "" {
+		self = fmt.Sprintf("<%s|%s>", link, r.ID)
+	}
+	return strings.Join([]string{
+		head,
+		fmt.Sprintf("*Service* %s · *Environment* %s · *Declared by* <@%s>", r.Service, env, r.Requester),
+		fmt.Sprintf("*Version* `%s` → `%s`", Escape(before), Escape(after)),
+		"*Failing step* " + failing,
+		"*Run* " + run,
+		"*Sentry issues* " + issues,
+		"*Incident run* " + self,
+	}, "\n")
+}
+
+// concerned is the run the incident is about: the one it was declared
+// from, else the service's latest deploy or rollback before it (an
+// /incident typed in the channel is about what was deployed last).
+func (s *announceStep) concerned(ctx context.Context, x *Exec) *Run {
+	r := x.Run
+	if from := r.Data["from_run"]; from != "" {
+		if o, err := x.LookupRun(ctx, from); err == nil {
+			return o
+		}
+	}
+	if x.eng == nil {
+		return nil
+	}
+	runs, err := x.eng.store.Runs(ctx, r.Service, 50)
+	if err != nil {
+		return nil
+	}
+	for _, o := range runs { // newest first
+		if o.ID != r.ID && o.Kind != KindIncident && !o.CreatedAt.After(r.CreatedAt) {
+			return o
+		}
+	}
+	return nil
 }

@@ -50,7 +50,7 @@ func (m *Manual) Act(ctx context.Context, x *Exec, a Action) Result {
 		if m.Resolve {
 			return Done(fmt.Sprintf("resolved by <@%s>", a.User))
 		}
-		return Done(fmt.Sprintf("done by <@%s>", a.User))
+		return Done(fmt.Sprintf("confirmed done by <@%s>", a.User))
 	}
 }
 

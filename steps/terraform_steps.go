@@ -445,7 +445,7 @@ func (s *commitStep) Start(ctx context.Context, x *Exec) Result {
 
 func (s *commitStep) Act(ctx context.Context, x *Exec, a Action) Result {
 	if a.Verb == VerbDone {
-		return Done(fmt.Sprintf("PR opened by <@%s>", a.User))
+		return Done(fmt.Sprintf("confirmed done by <@%s>", a.User))
 	}
 	return s.infraStep.Act(ctx, x, a)
 }

@@ -93,9 +93,15 @@ func (m *Main) ParseArgs(args []string) error {
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return m.askedForHelp()
+		}
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
 	if fs.NArg() > 0 {
+		if m.Mode == "bot" && fs.NArg() == 1 && fs.Arg(0) == "help" {
+			return m.askedForHelp()
+		}
 		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), usage)
 	}
 	if m.ConfigPath == "" {
@@ -119,7 +125,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Config = cfg
 	if m.Mode == "check-config" {
-		fmt.Fprintf(m.Stdout, "%s: ok (%d services)\n", m.ConfigPath, len(cfg.Services))
+		fmt.Fprintf(m.Stdout, "%s: ok (%s)\n", m.ConfigPath, plural(len(cfg.Services), "service"))
 		return nil
 	}
 	if m.Mode == "bot" {

@@ -334,7 +334,7 @@ func TestRollbackAndIncidentOpenManualRuns(t *testing.T) {
 	// The team is told in the alerts channel, with the group mentioned.
 	h.srv.WaitFor(t, wait, "the incident announcement", func() bool {
 		for _, m := range h.srv.Messages(alerts) {
-			if strings.Contains(m.Text, "<!subteam^S0MAINTAINERS>") && strings.Contains(m.Text, "declared by* <@U0BOB>") &&
+			if strings.Contains(m.Text, "<!subteam^S0MAINTAINERS>") && strings.Contains(m.Text, "*Declared by* <@U0BOB>") &&
 				strings.Contains(m.Text, "&lt;!channel&gt;") && !strings.Contains(m.Text, "<!channel>") {
 				return true
 			}

@@ -37,6 +37,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if m.Mode == "help" {
+		fmt.Fprintln(os.Stdout, usage)
+		return
+	}
 	// SIGTERM or SIGINT stops taking work; a running terraform apply then
 	// gets shutdown_grace to finish (Close). A second signal cuts the
 	// grace short.

@@ -67,7 +67,7 @@ func TestCheckConfig(t *testing.T) {
 	if err := m.ParseArgs([]string{"check-config", "--config", good}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Run(t.Context()); err != nil || !strings.Contains(out.String(), "ok") {
+	if err := m.Run(t.Context()); err != nil || out.String() != good+": ok (1 service)\n" {
 		t.Fatalf("good config: %v %q", err, out.String())
 	}
 

@@ -303,7 +303,12 @@ func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.W
 	} // else: Apply itself reports the missing or unreadable plan
 	m := t.in.masker(sensitive...)
 	var w *writer
+	var notes *terraform.TargetFilter
 	if progress != nil {
+		if env.Target != "" {
+			notes = terraform.TargetNotes(progress, env.Target)
+			progress = notes
+		}
 		w = m.Writer(progress)
 		progress = w
 	}
@@ -311,6 +316,9 @@ func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.W
 	t.privateState(env)
 	if w != nil {
 		_ = w.Flush() // the last line; a chat write error is not the apply's
+	}
+	if notes != nil {
+		_ = notes.Flush()
 	}
 	return m.Err(err)
 }
