@@ -31,16 +31,32 @@ type DB struct {
 // Open connects to the database at dsn (a postgres:// URL) and brings its
 // schema up to date under an advisory lock, so replicas starting together
 // migrate once. A database written by a newer deploybot is refused.
-func Open(ctx context.Context, dsn string) (*DB, error) {
-	return open(ctx, dsn, migrationFS)
+func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
+	return open(ctx, dsn, migrationFS, opts...)
 }
 
-func open(ctx context.Context, dsn string, migrations fsys) (*DB, error) {
+// Option configures Open.
+type Option func(*pgxpool.Config)
+
+// WithPassword sets the password apart from the URL, which is then safe to
+// show: the configuration reads it from the environment.
+func WithPassword(pw string) Option {
+	return func(c *pgxpool.Config) {
+		if pw != "" {
+			c.ConnConfig.Password = pw
+		}
+	}
+}
+
+func open(ctx context.Context, dsn string, migrations fsys, opts ...Option) (*DB, error) {
 	where := Redact(dsn)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's own message may quote the DSN; it is not repeated.
 		return nil, fmt.Errorf("postgres: %s: not a valid connection URL", where)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -63,6 +79,10 @@ func Redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return "(unparsable database URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
