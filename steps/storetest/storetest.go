@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Listing", listing},
 		{"FirstDelivery", firstDelivery},
 		{"Outbox", outbox},
+		{"Leases", leases},
+		{"LeaseHolderStopsBeforeTakeover", leaseHolder},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, open(t)) })
 	}
