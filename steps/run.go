@@ -87,14 +87,14 @@ type Run struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	EndedAt   time.Time
-	// Rev is the run's revision in the store: SaveRun writes only over the
-	// revision it was loaded at and then increments it, so a writer holding
-	// an older copy (another replica) is refused instead of overwriting.
-	Rev   int64
-	Steps []StepState
+	Steps     []StepState
 	// Data holds run-wide values that steps hand to later steps (the previous
 	// version, plan hashes, the infra commit). Persisted with the run.
 	Data map[string]string
+	// Rev is the run's revision in the store: SaveRun writes only over the
+	// revision it was loaded at and then increments it, so a writer holding
+	// an older copy (another replica) is refused instead of overwriting.
+	Rev int64
 }
 
 // Lock is the key of the lock this run holds ("" for none).

@@ -19,6 +19,16 @@ import (
 
 var _ steps.Store = (*DB)(nil)
 
+// opTimeout bounds each store call. The engine commits transitions with
+// contexts that are never cancelled (a transition must not be lost to a
+// cancelled request), so without it a network cut to the database would
+// hold a run's lock until TCP gives up; with it the write fails, and the
+// engine's retries take over as for any refused write.
+const opTimeout = 30 * time.Second
+
+// connectTimeout bounds dialling when the URL sets no connect_timeout.
+const connectTimeout = 10 * time.Second
+
 // DB is a steps.Store on a PostgreSQL database. It is safe for concurrent
 // use, by several processes on the same database too.
 type DB struct {
@@ -57,6 +67,9 @@ func open(ctx context.Context, dsn string, migrations fsys, opts ...Option) (*DB
 	}
 	for _, o := range opts {
 		o(cfg)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -103,12 +116,16 @@ func (db *DB) Close() error {
 // commits all of its changes or none. Races between replicas are settled by
 // row locks, the unique indexes and the run's revision, not by isolation.
 func (db *DB) write(ctx context.Context, fn func(pgx.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	return pgx.BeginFunc(ctx, db.pool, fn)
 }
 
 // read runs fn in one repeatable-read transaction, so a run and its steps
 // come from the same snapshot even while a transition commits.
 func (db *DB) read(ctx context.Context, fn func(pgx.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
