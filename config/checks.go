@@ -230,6 +230,9 @@ func secretValue(v string) (env string, ok bool) {
 				if strings.Contains(u.Host, "sentry") {
 					return "SENTRY_DSN", true
 				}
+				if u.Scheme == "postgres" || u.Scheme == "postgresql" {
+					return "DEPLOYBOT_DATABASE_PASSWORD", true
+				}
 				return "", true
 			}
 		}

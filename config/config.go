@@ -77,6 +77,10 @@ type Config struct {
 	Path      string // file it was loaded from, as given to Load or Parse
 	StatePath string // state_path, default "./deploybot.db"; relative paths resolved against the config file's directory (":memory:" and "file:" URIs are kept as written)
 	HTTPAddr  string // http_addr, default "127.0.0.1:9090"
+	// StoreURL (added key store.url, or env DEPLOYBOT_DATABASE_URL) is a
+	// postgres:// URL without a password (that is Secrets.DatabasePassword);
+	// "" keeps state in SQLite at StatePath.
+	StoreURL string
 	// ShutdownGrace (shutdown_grace, default 10m) is how long a SIGTERM
 	// lets a running terraform apply finish before it is cancelled.
 	ShutdownGrace time.Duration
@@ -261,6 +265,7 @@ type Secrets struct {
 	SentryDSN               Secret // SENTRY_DSN (the bot's own error reports)
 	AirflowUsername         string // AIRFLOW_USERNAME
 	AirflowPassword         Secret // AIRFLOW_PASSWORD
+	DatabasePassword        Secret // DEPLOYBOT_DATABASE_PASSWORD, PGPASSWORD, or the one in DEPLOYBOT_DATABASE_URL
 }
 
 // Values lists every credential that is set, read off the struct so that a
@@ -359,6 +364,7 @@ func Parse(data []byte, path string, getenv func(string) string) (*Config, error
 	c := w.parse(data)
 	c.Path = path
 	c.Secrets = w.secrets(getenv)
+	w.storeEnv(c, getenv)
 	if len(w.probs) > 0 {
 		w.probs.sort()
 		return nil, w.probs

@@ -48,7 +48,7 @@ var secretPrefixes = []struct{ prefix, env string }{
 	{"sntryu_", "SENTRY_AUTH_TOKEN"},
 }
 
-var topKeys = []string{"state_path", "http_addr", "shutdown_grace", "http_timeout", "log", "slack", "github", "infra", "airflow", "sentry", "incident", "services"}
+var topKeys = []string{"state_path", "http_addr", "shutdown_grace", "http_timeout", "log", "slack", "github", "infra", "airflow", "sentry", "incident", "services", "store"}
 
 // walker walks the YAML tree and collects every problem instead of stopping
 // at the first.
@@ -134,6 +134,7 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 	if c.StatePath != ":memory:" && !strings.HasPrefix(c.StatePath, "file:") {
 		c.StatePath = w.resolve(c.StatePath)
 	}
+	c.StoreURL = w.storeURL(f)
 	c.HTTPAddr = w.str(f, "http_addr", false, "127.0.0.1:9090", hostPort)
 	c.HTTPTimeout = 30 * time.Second
 	if n := f.vals["http_timeout"]; n != nil {

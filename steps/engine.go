@@ -282,6 +282,17 @@ type ActionRequest struct {
 // Act handles a click. A *Refused error explains to the user why nothing
 // happened; every refusal is also audited.
 func (e *Engine) Act(ctx context.Context, req ActionRequest) error {
+	err := e.act(ctx, req)
+	if errors.Is(err, ErrStale) {
+		// Another replica changed the run first; the engine has reloaded
+		// it. The click was decided against a state that is gone, so it
+		// is not applied to the new one behind the person's back.
+		return e.refused(ctx, req, "%s changed while your click was handled (someone else acted first). Nothing of yours was changed: look at the run again.", req.RunID)
+	}
+	return err
+}
+
+func (e *Engine) act(ctx context.Context, req ActionRequest) error {
 	if rf := e.shuttingDown(); rf != nil {
 		return e.refused(ctx, req, "%s", rf.Msg)
 	}

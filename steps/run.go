@@ -91,6 +91,10 @@ type Run struct {
 	// Data holds run-wide values that steps hand to later steps (the previous
 	// version, plan hashes, the infra commit). Persisted with the run.
 	Data map[string]string
+	// Rev is the run's revision in the store: SaveRun writes only over the
+	// revision it was loaded at and then increments it, so a writer holding
+	// an older copy (another replica) is refused instead of overwriting.
+	Rev int64
 }
 
 // Lock is the key of the lock this run holds ("" for none).
@@ -253,6 +257,11 @@ const BotActor = "deploybot"
 
 // ErrNotFound is returned by stores for an unknown run.
 var ErrNotFound = errors.New("not found")
+
+// ErrStale is returned by SaveRun when the run changed in the store since
+// the copy being saved was loaded: nothing was written, and the writer must
+// reload the run and decide again.
+var ErrStale = errors.New("the run changed since it was loaded")
 
 // LockedError says that a service is held by an open run.
 type LockedError struct {

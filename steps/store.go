@@ -8,13 +8,15 @@ import (
 // Store persists runs, approvals and the audit log. Every method is one
 // transaction: the engine commits each transition before announcing it.
 type Store interface {
-	// CreateRun inserts a new run and its steps, assigns r.ID, and appends
+	// CreateRun inserts a new run and its steps, assigns r.ID and r.Rev, and appends
 	// the changes (their RunID set to the new id). When the run takes its
 	// service's lock and another open run holds it, CreateRun returns a
 	// *LockedError and stores nothing.
 	CreateRun(ctx context.Context, r *Run, c Changes) error
 	// SaveRun commits the run's fields and all its steps, and appends the
-	// events and approvals, in one transaction.
+	// events and approvals, in one transaction. It is a compare-and-set on
+	// r.Rev: when the stored run is at another revision it returns ErrStale
+	// and writes nothing; on success r.Rev is the new revision.
 	SaveRun(ctx context.Context, r *Run, c Changes) error
 	// Run loads one run with its steps; ErrNotFound when unknown.
 	Run(ctx context.Context, id string) (*Run, error)

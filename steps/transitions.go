@@ -47,6 +47,16 @@ func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 		// Memory goes back to the last committed state: nothing that was
 		// not committed may be acted on or announced.
 		l.run = l.snap.Load().Clone()
+		if errors.Is(err, ErrStale) {
+			// Someone else (another replica) committed first: their state
+			// is the truth. The run goes on from it, and whatever the
+			// caller retries is decided again from it.
+			if fresh, rerr := e.store.Run(context.WithoutCancel(ctx), r.ID); rerr == nil {
+				l.run = fresh
+				l.snap.Store(fresh.Clone())
+				e.kick(r.ID)
+			}
+		}
 		return err
 	}
 	l.snap.Store(r.Clone())

@@ -24,7 +24,6 @@ import (
 	"github.com/deploybot/deploybot/integrations/github"
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
-	"github.com/deploybot/deploybot/integrations/sqlite"
 	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/internal/sentrylog"
 	"github.com/deploybot/deploybot/steps"
@@ -33,9 +32,10 @@ import (
 // Main is the program, as a value: end-to-end tests start the real bot
 // in-process through it.
 type Main struct {
-	Mode       string // "bot", "console" or "check-config"
+	Mode       string // "bot", "console", "check-config", "migrate" or "export"
 	ConfigPath string
 	As         string // console: the Slack user id to act as
+	ExportTo   string // export: the PostgreSQL URL to copy the SQLite state into
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -47,7 +47,7 @@ type Main struct {
 
 	Config *config.Config
 	Log    *zap.Logger
-	Store  *sqlite.DB
+	Store  Store
 	Engine *steps.Engine
 	Bot    *bot.Bot
 	Socket *bot.Socket
@@ -81,17 +81,21 @@ const usage = `usage:
   deploybot [--config FILE]                       run the Slack Socket Mode bot
   deploybot console --config FILE --as USER_ID    run the bot in this terminal
   deploybot check-config --config FILE            validate the configuration and exit
+  deploybot migrate --config FILE                 apply the store's migrations and exit
+  deploybot export --config FILE --to postgres://USER@HOST/DB
+                                                  copy the SQLite state (state_path) into an empty PostgreSQL database
 The config file may also be named by $DEPLOYBOT_CONFIG.`
 
 // ParseArgs reads the subcommand and flags.
 func (m *Main) ParseArgs(args []string) error {
-	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config") {
+	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config" || args[0] == "migrate" || args[0] == "export") {
 		m.Mode, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("deploybot", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
+	fs.StringVar(&m.ExportTo, "to", "", "export: the PostgreSQL URL to copy into")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return m.askedForHelp()
@@ -109,6 +113,9 @@ func (m *Main) ParseArgs(args []string) error {
 	}
 	if m.ConfigPath == "" {
 		return fmt.Errorf("no configuration: pass --config FILE or set DEPLOYBOT_CONFIG\n%s", usage)
+	}
+	if m.ExportTo != "" && m.Mode != "export" {
+		return fmt.Errorf("--to is for export only\n%s", usage)
 	}
 	if m.Mode == "console" && m.As == "" {
 		return fmt.Errorf("the console needs --as USER_ID: the Slack user id you act as (one of slack.deployers)\n%s", usage)
@@ -128,6 +135,12 @@ func (m *Main) Run(ctx context.Context) error {
 		fmt.Fprintf(m.Stdout, "%s: ok (%s)\n", m.ConfigPath, plural(len(cfg.Services), "service"))
 		return nil
 	}
+	switch m.Mode {
+	case "migrate":
+		return m.migrateStore(ctx)
+	case "export":
+		return m.exportStore(ctx)
+	}
 	if m.Mode == "bot" {
 		if err := cfg.RequireSlackSecrets(); err != nil {
 			return err
@@ -136,9 +149,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.setupLog(); err != nil {
 		return err
 	}
-	m.Store, err = sqlite.Open(cfg.StatePath)
+	var storeAt string
+	m.Store, storeAt, err = openStore(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("opening state %s: %w", cfg.StatePath, err)
+		return err
 	}
 	rb := steps.NewRunbooks(cfg)
 	var token func() string
@@ -229,7 +243,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.serveHTTP(); err != nil {
 		return err
 	}
-	m.Log.Info("deploybot started", zap.String("mode", m.Mode), zap.Int("open_runs", len(m.Engine.OpenRuns())))
+	m.Log.Info("deploybot started", zap.String("mode", m.Mode), zap.String("store", storeAt), zap.Int("open_runs", len(m.Engine.OpenRuns())))
 
 	if console != nil {
 		console.Attach(m.Bot)

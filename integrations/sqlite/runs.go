@@ -60,6 +60,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 	}
 	r.ID = formatID(id)
 	r.CreatedAt, r.UpdatedAt = created, updated
+	r.Rev = 1
 	return nil
 }
 
@@ -88,7 +89,7 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, db.stmts.updateRun).ExecContext(ctx,
 			string(r.Kind), r.Service, r.Version, r.Requester, r.Channel, r.MessageTS, r.Summary,
-			string(r.State), r.Outcome, formatTime(now), formatTime(r.EndedAt), data, r.Lock(), id)
+			string(r.State), r.Outcome, formatTime(now), formatTime(r.EndedAt), data, r.Lock(), id, r.Rev)
 		if isLockConflict(err) {
 			return lockHolder(ctx, tx, r.Service, r.Lock(), id)
 		}
@@ -98,7 +99,13 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return steps.ErrNotFound
+			var rev int64
+			if err := tx.QueryRowContext(ctx, `SELECT rev FROM runs WHERE id = ?`, id).Scan(&rev); errors.Is(err, sql.ErrNoRows) {
+				return steps.ErrNotFound
+			} else if err != nil {
+				return err
+			}
+			return steps.ErrStale
 		}
 		if err := db.putSteps(ctx, tx, id, r.Steps); err != nil {
 			return err
@@ -131,6 +138,7 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 		return wrap("save "+r.ID, err)
 	}
 	r.UpdatedAt = now
+	r.Rev++
 	return nil
 }
 
@@ -141,7 +149,7 @@ func wrap(op string, err error) error {
 		return nil
 	}
 	var le *steps.LockedError
-	if errors.Is(err, steps.ErrNotFound) || errors.As(err, &le) {
+	if errors.Is(err, steps.ErrNotFound) || errors.Is(err, steps.ErrStale) || errors.As(err, &le) {
 		return err
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
@@ -242,7 +250,7 @@ func (db *DB) Runs(ctx context.Context, service string, limit int) ([]*steps.Run
 // steps in one query rather than one per run.
 func loadRuns(ctx context.Context, tx *sql.Tx, tail string, args ...any) ([]*steps.Run, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, kind, service, version, requester, channel, message_ts, summary,
-		state, outcome, created_at, updated_at, ended_at, data FROM runs `+tail, args...)
+		state, outcome, created_at, updated_at, ended_at, data, rev FROM runs `+tail, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +268,7 @@ func loadRuns(ctx context.Context, tx *sql.Tx, tail string, args ...any) ([]*ste
 			created, updated, ended, dataJSON string
 		)
 		if err := rows.Scan(&id, &kind, &r.Service, &r.Version, &r.Requester, &r.Channel, &r.MessageTS, &r.Summary,
-			&state, &r.Outcome, &created, &updated, &ended, &dataJSON); err != nil {
+			&state, &r.Outcome, &created, &updated, &ended, &dataJSON, &r.Rev); err != nil {
 			return nil, err
 		}
 		r.ID, r.Kind, r.State = formatID(id), steps.RunKind(kind), steps.RunState(state)

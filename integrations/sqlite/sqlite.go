@@ -131,6 +131,12 @@ func createPrivate(path string) error {
 	return nil
 }
 
+// Ping checks that the database answers (readiness).
+func (db *DB) Ping(ctx context.Context) error {
+	_, err := db.r.ExecContext(ctx, `SELECT 1`)
+	return err
+}
+
 // Close releases the connections. The writer closes last so that, as the
 // final connection, it checkpoints the WAL back into the main file.
 func (db *DB) Close() error {
@@ -180,10 +186,10 @@ func (s *statements) prepare(ctx context.Context, w *sql.DB) error {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.insertRun, `INSERT INTO runs (kind, service, version, requester, channel, message_ts, summary, state, outcome, created_at, updated_at, ended_at, data, lock_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.insertRun, `INSERT INTO runs (kind, service, version, requester, channel, message_ts, summary, state, outcome, created_at, updated_at, ended_at, data, lock_key, rev)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`},
 		{&s.updateRun, `UPDATE runs SET kind = ?, service = ?, version = ?, requester = ?, channel = ?, message_ts = ?, summary = ?,
-			state = ?, outcome = ?, updated_at = ?, ended_at = ?, data = ?, lock_key = ? WHERE id = ?`},
+			state = ?, outcome = ?, updated_at = ?, ended_at = ?, data = ?, lock_key = ?, rev = rev + 1 WHERE id = ? AND rev = ?`},
 		{&s.upsertStep, `INSERT INTO steps (run_id, idx, id, title, status, seq, attempt, note, prompt, buttons, waiting_on, actor, started_at, ended_at, comp, data)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (run_id, idx) DO UPDATE SET id = excluded.id, title = excluded.title, status = excluded.status,
