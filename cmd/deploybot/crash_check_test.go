@@ -84,7 +84,7 @@ var mustOnce = map[string][]string{
 	"deploy": {"Release preview", "dev applied: `image_tag` is now || dev already has `image_tag`", "prod applied: `image_tag` is now || prod already has `image_tag`",
 		"to Sentry environment `staging`", "to Sentry environment `production`",
 		"Watching Sentry project", "Sentry watch over", "Changelog PR:", "and pushed it || so it was not pushed again", "Opened the infrastructure PR"},
-	"rollback": {"Dispatched deploy-production-ingestion-server.yml || A dispatch of deploy-production-ingestion-server.yml was being sent", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
+	"rollback": {"Dispatched deploy-production-ingestion-server.yml || A dispatch of deploy-production-ingestion-server.yml on `main` of WordPress/openverse-infrastructure with tag `rel-2023.07.03.17.52.00` was being sent", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
 	// GitHub answers the dispatch 504: deploybot says it got no clear
 	// answer and looks for the run instead of dispatching again.
 	"rollback-504": {"No clear answer to the dispatch of deploy-production-ingestion-server.yml", "Following <", "Rollback to `rel-2023.07.03.17.52.00` succeeded"},
