@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
 	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/internal/metrics"
 	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/internal/sentrylog"
 	"github.com/deploybot/deploybot/steps"
@@ -51,6 +51,11 @@ type Main struct {
 	Engine *steps.Engine
 	Bot    *bot.Bot
 	Socket *bot.Socket
+	// Metrics are served on /metrics (ops.go); made by Run when nil.
+	Metrics *metrics.Metrics
+	// LogTee, when set, also receives every log entry at its own level
+	// (tests observe the log).
+	LogTee zapcore.Core
 
 	// SentryTransport replaces the Sentry transport (tests use a
 	// sentry.MockTransport to see what would be reported).
@@ -141,7 +146,7 @@ func (m *Main) Run(ctx context.Context) error {
 			InstallationID: cfg.Secrets.GitHubAppInstallationID, PrivateKey: []byte(cfg.Secrets.GitHubAppPrivateKey.Reveal())},
 			// Per attempt, not per call: the client's own retries and
 			// rate-limit waits must not be cut short by it.
-			github.WithHTTPClient(&http.Client{Transport: perAttemptTimeout(cfg.HTTPTimeout)}))
+			github.WithHTTPClient(&http.Client{Transport: m.counted("github", perAttemptTimeout(cfg.HTTPTimeout))}))
 		if err != nil {
 			return err
 		}
@@ -164,19 +169,19 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if cfg.Infra != nil {
 		m.infra = infra.New(cfg.Infra, token)
-		m.infra.Log = zapWriter{m.Log.Named("terraform")}
+		m.infra.LogFor, m.infra.Observe = m.terraformLog, m.metrics().Terraform
 		m.infra.Secrets = cfg.Secrets.Values() // masked in everything posted
 		rb.AutomateInfra(m.infra)
 	}
 
 	if cfg.Airflow != nil {
 		af := airflow.New(cfg.Airflow.URL, cfg.Airflow.APIVersion, cfg.Secrets.AirflowUsername, cfg.Secrets.AirflowPassword.Reveal(),
-			airflow.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}))
+			airflow.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout, Transport: m.counted("airflow", nil)}))
 		rb.AutomateAirflow(airflow.Steps{Client: af}, cfg.Airflow.DataRefreshDAGs)
 	}
 	if cfg.Sentry != nil {
 		sn := sentryweb.New(cfg.Sentry.URL, cfg.Sentry.Org, cfg.Secrets.SentryAuthToken.Reveal(),
-			sentryweb.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}))
+			sentryweb.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout, Transport: m.counted("sentry", nil)}))
 		rb.AutomateSentry(sentryweb.Steps{Client: sn, Project: cfg.Sentry.Project}, cfg.Sentry)
 	}
 
@@ -192,7 +197,7 @@ func (m *Main) Run(ctx context.Context) error {
 		chat = console
 		m.ready = func() bool { return true }
 	default:
-		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()), slack.OptionHTTPClient(bot.HTTPClient))
+		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()), slack.OptionHTTPClient(m.slackHTTP(bot.HTTPClient.Timeout)))
 		sc := bot.NewSlackChat(api, m.Log)
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}
@@ -203,6 +208,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups, cfg.Slack.GroupCacheMaxStale)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
+	m.Engine.SetObserver(m.metrics().Runs())
 	if dir != nil {
 		m.Engine.SetDirectory(dir)
 	}
@@ -218,6 +224,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if console == nil {
 		m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
 		m.Socket.BeforeHandle = m.BeforeHandle
+		m.Socket.Observer = m.metrics().Socket()
 		m.ready = m.Socket.Connected
 	}
 	if err := m.serveHTTP(); err != nil {
@@ -306,41 +313,10 @@ func (m *Main) setupLog() error {
 		// as tags. No credential may ride along in an error's text.
 		core = zapcore.NewTee(core, sentrylog.New(sentrylog.Redact(m.Config.Secrets.Values()...)))
 	}
+	if m.LogTee != nil {
+		core = zapcore.NewTee(core, m.LogTee)
+	}
 	m.Log = zap.New(core)
-	return nil
-}
-
-func (m *Main) serveHTTP() error {
-	addr := m.Config.HTTPAddr
-	if addr == "" || addr == "off" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("http_addr %s: %w", addr, err)
-	}
-	m.httpAddr = ln.Addr().String()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if m.ready == nil || !m.ready() {
-			http.Error(w, "not connected to Slack", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		open := m.Engine.OpenRuns()
-		fmt.Fprintf(w, "# HELP deploybot_open_runs Runs not yet ended.\n# TYPE deploybot_open_runs gauge\ndeploybot_open_runs %d\n", len(open))
-		up := 0
-		if m.ready != nil && m.ready() {
-			up = 1
-		}
-		fmt.Fprintf(w, "# HELP deploybot_connected Whether the Slack connection is up.\n# TYPE deploybot_connected gauge\ndeploybot_connected %d\n", up)
-	})
-	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = m.http.Serve(ln) }()
 	return nil
 }
 
