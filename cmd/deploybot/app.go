@@ -33,9 +33,10 @@ import (
 // Main is the program, as a value: end-to-end tests start the real bot
 // in-process through it.
 type Main struct {
-	Mode       string // "bot", "console" or "check-config"
+	Mode       string // "bot", "console", "check-config" or "healthcheck"
 	ConfigPath string
 	As         string // console: the Slack user id to act as
+	Online     bool   // check-config: also try each token and URL (online.go)
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -85,18 +86,20 @@ func NewMain() *Main {
 const usage = `usage:
   deploybot [--config FILE]                       run the Slack Socket Mode bot
   deploybot console --config FILE --as USER_ID    run the bot in this terminal
-  deploybot check-config --config FILE            validate the configuration and exit
+  deploybot check-config --config FILE [--online] validate the configuration (--online: and try each token and URL) and exit
+  deploybot healthcheck --config FILE             exit 0 when the running bot's /readyz answers 200 (the image's HEALTHCHECK)
 The config file may also be named by $DEPLOYBOT_CONFIG.`
 
 // ParseArgs reads the subcommand and flags.
 func (m *Main) ParseArgs(args []string) error {
-	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config") {
+	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config" || args[0] == "healthcheck") {
 		m.Mode, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("deploybot", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
+	fs.BoolVar(&m.Online, "online", false, "check-config: also check each token and URL")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
@@ -108,6 +111,9 @@ func (m *Main) ParseArgs(args []string) error {
 	}
 	if m.ConfigPath == "" {
 		return fmt.Errorf("no configuration: pass --config FILE or set DEPLOYBOT_CONFIG\n%s", usage)
+	}
+	if m.Online && m.Mode != "check-config" {
+		return fmt.Errorf("--online goes with check-config: deploybot check-config --config FILE --online\n%s", usage)
 	}
 	if m.Mode == "console" && m.As == "" {
 		return fmt.Errorf("the console needs --as USER_ID: the Slack user id you act as (one of slack.deployers)\n%s", usage)
@@ -125,7 +131,13 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Config = cfg
 	if m.Mode == "check-config" {
 		fmt.Fprintf(m.Stdout, "%s: ok (%d services)\n", m.ConfigPath, len(cfg.Services))
+		if m.Online {
+			return m.checkOnline(ctx)
+		}
 		return nil
+	}
+	if m.Mode == "healthcheck" {
+		return m.healthcheck(ctx)
 	}
 	if m.Mode == "bot" {
 		if err := cfg.RequireSlackSecrets(); err != nil {

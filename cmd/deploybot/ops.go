@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -117,5 +119,43 @@ func (m *Main) serveHTTP() error {
 	mux.Handle("/metrics", mx.Handler())
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = m.http.Serve(ln) }()
+	return nil
+}
+
+// healthcheck asks the running bot's /readyz, on the loopback when it
+// listens on every interface: the image's HEALTHCHECK, with no curl needed.
+func (m *Main) healthcheck(ctx context.Context) error {
+	addr := m.Config.HTTPAddr
+	if addr == "" || addr == "off" {
+		return errors.New("http_addr is off, so there is nothing to ask; set http_addr (or DEPLOYBOT_HTTP_ADDR) to check the bot's health")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("http_addr %s: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/readyz"
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("deploybot does not answer on %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	text := strings.TrimSpace(string(body))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d: %s", url, resp.StatusCode, text)
+	}
+	fmt.Fprintln(m.Stdout, text)
 	return nil
 }

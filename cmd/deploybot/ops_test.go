@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -239,5 +241,49 @@ func TestReadyzFailsWhenTheStoreDoesNotAnswer(t *testing.T) {
 	}
 	if code, _ := h.get("/healthz"); code != 200 {
 		t.Errorf("/healthz with the store closed = %d", code)
+	}
+}
+
+// The image sets DEPLOYBOT_HTTP_ADDR=0.0.0.0:9090 and its HEALTHCHECK runs
+// `deploybot healthcheck`, which asks /readyz over the loopback.
+func TestHealthcheckSubcommandAsTheImageRunsIt(t *testing.T) {
+	h := newHarness(t)
+	h.env["DEPLOYBOT_HTTP_ADDR"] = "0.0.0.0:0"
+	h.start()
+	_, port, err := net.SplitHostPort(h.m.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.m.Config.HTTPAddr != "0.0.0.0:0" {
+		t.Errorf("http_addr = %q, want the environment's 0.0.0.0:0", h.m.Config.HTTPAddr)
+	}
+	healthcheck := func() (string, error) {
+		var out bytes.Buffer
+		m := NewMain()
+		m.Stdout, m.Stderr = &out, &out
+		m.Getenv = func(k string) string {
+			if k == "DEPLOYBOT_HTTP_ADDR" {
+				return "0.0.0.0:" + port
+			}
+			return h.env[k]
+		}
+		if err := m.ParseArgs([]string{"healthcheck", "--config", h.cfgPath}); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(t.Context())
+		return out.String(), err
+	}
+	if out, err := healthcheck(); err != nil || !strings.Contains(out, "ready") {
+		t.Errorf("healthcheck of a ready bot: %v %q", err, out)
+	}
+	h.srv.FailNext("apps.connections.open", 1000, http.StatusServiceUnavailable)
+	h.srv.DropConnections()
+	h.srv.WaitFor(t, wait, "healthcheck to fail while Slack is gone", func() bool {
+		_, err := healthcheck()
+		return err != nil && strings.Contains(err.Error(), "503") && strings.Contains(err.Error(), "not connected to Slack")
+	})
+	h.stop()
+	if _, err := healthcheck(); err == nil || !strings.Contains(err.Error(), "does not answer") {
+		t.Errorf("healthcheck of a stopped bot: %v", err)
 	}
 }
