@@ -1,8 +1,15 @@
 package metrics
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Paths deploybot calls become templates with no id, tag, version or
@@ -20,6 +27,54 @@ func TestTemplateKeepsLabelsBounded(t *testing.T) {
 	} {
 		if got := Template(strings.Split(strings.Trim(path, "/"), "/")); got != want {
 			t.Errorf("%s → %s, want %s", path, got, want)
+		}
+	}
+}
+
+// Slack answers its errors with a 200: the result is Slack's error code,
+// and the client still reads the whole answer.
+func TestTransportCountsSlackErrorsAndLeavesTheBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		switch r.URL.Path {
+		case "/api/auth.test":
+			fmt.Fprint(w, `{"ok":false,"error":"invalid_auth"}`)
+		case "/api/chat.postMessage":
+			fmt.Fprint(w, `{"ok":true,"ts":"1.2"}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	m := New()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: m.Transport("slack", nil)}
+	for _, path := range []string{"/api/auth.test", "/api/chat.postMessage", "/api/chat.postMessage", "/upload/v1/abcDEF123"} {
+		resp, err := c.Post(srv.URL+path, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if path == "/api/auth.test" && !strings.Contains(string(b), "invalid_auth") {
+			t.Errorf("the client read %q", b)
+		}
+	}
+	dead := &http.Client{Timeout: 10 * time.Second, Transport: m.Transport("github", nil)}
+	if _, err := dead.Get("http://127.0.0.1:1/repos/o/r"); err == nil {
+		t.Fatal("a closed port answered")
+	}
+	for _, c := range []struct {
+		labels []string
+		want   float64
+	}{
+		{[]string{"slack", "auth.test", "invalid_auth"}, 1},
+		{[]string{"slack", "chat.postMessage", "ok"}, 2},
+		{[]string{"slack", "POST upload", "404"}, 1},
+		{[]string{"github", "GET /repos/{owner}/{repo}", "error"}, 1},
+	} {
+		var got dto.Metric
+		if err := m.Calls.WithLabelValues(c.labels...).Write(&got); err != nil || got.GetCounter().GetValue() != c.want {
+			t.Errorf("calls%v = %v, want %v", c.labels, got.GetCounter().GetValue(), c.want)
 		}
 	}
 }
