@@ -124,17 +124,23 @@ func githubChecks(cfg *config.Config) []onlineCheck {
 	gh, err := github.New(cfg.GitHub.APIURL, github.Auth{Token: s.GitHubToken.Reveal(), AppID: s.GitHubAppID,
 		InstallationID: s.GitHubAppInstallationID, PrivateKey: []byte(s.GitHubAppPrivateKey.Reveal())},
 		github.WithHTTPClient(onlineClient(cfg)), github.WithAttempts(1))
-	cred := "GITHUB_TOKEN"
+	cred, vars := "GITHUB_TOKEN", "GITHUB_TOKEN"
 	if s.GitHubAppID != 0 {
-		cred = "the GitHub App (GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID, GITHUB_APP_PRIVATE_KEY)"
+		cred, vars = "the GitHub App", "GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID, GITHUB_APP_PRIVATE_KEY"
 	}
-	out := []onlineCheck{{"github credentials (" + cred + ")", func(ctx context.Context) (string, error) {
+	out := []onlineCheck{{"github credentials (" + vars + ")", func(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
 		who, err := gh.Actor(ctx)
 		if err != nil {
 			return "", fmt.Errorf("GitHub did not accept %s: %v", cred, err)
+		}
+		if s.GitHubAppID != 0 {
+			// The App is known; its installation is what gives access.
+			if _, err := gh.GitToken(ctx); err != nil {
+				return "", fmt.Errorf("GitHub knows the App as %s but gives no token for installation %d (%v): install the App on the repositories' account and set GITHUB_APP_INSTALLATION_ID to that installation's id", who, s.GitHubAppInstallationID, err)
+			}
 		}
 		return "GitHub knows deploybot as " + who, nil
 	}}}

@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"strings"
 	"testing"
@@ -112,5 +116,32 @@ func (w *world) writeConfigWith(edit func(string) string) {
 	}
 	if err := os.WriteFile(w.cfgPath, []byte(edit(b)), 0o600); err != nil {
 		w.t.Fatal(err)
+	}
+}
+
+// With a GitHub App, the App's key and installation are what is tried;
+// an installation token's repositories are readable (GitHub does not say
+// what it may write).
+func TestCheckConfigOnlineWithAGitHubApp(t *testing.T) {
+	w := newWorld(t, sections{github: true})
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.gh.SetAppKey(4242, &key.PublicKey, 77)
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	app := map[string]string{"GITHUB_TOKEN": "", "GITHUB_APP_ID": "4242", "GITHUB_APP_INSTALLATION_ID": "77", "GITHUB_APP_PRIVATE_KEY": pemKey}
+	out, err := w.checkOnline(app)
+	if err != nil || !strings.Contains(out, "ok   github.infra_repo "+infraRepo+": readable\n") {
+		t.Errorf("a good App: %v\n%s", err, out)
+	}
+	app["GITHUB_APP_INSTALLATION_ID"] = "78"
+	out, err = w.checkOnline(app)
+	if err == nil || !strings.Contains(out, "FAIL github credentials (GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID, GITHUB_APP_PRIVATE_KEY): GitHub knows the App as deploybot[bot] but gives no token for installation 78") ||
+		!strings.Contains(out, "FAIL github.monorepo "+monorepo+": no token from the GitHub App") {
+		t.Errorf("an App with a wrong installation: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "PRIVATE KEY") {
+		t.Errorf("the key was printed:\n%s", out)
 	}
 }
