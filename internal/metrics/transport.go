@@ -57,10 +57,13 @@ var (
 func slackResult(resp *http.Response) string {
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
+		// The client must meet the same broken answer it would have
+		// met unwatched: what was read, then the error.
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), failingReader{err}))
 		return "error"
 	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
 	var r struct {
 		OK    bool   `json:"ok"`
 		Error string `json:"error"`
@@ -149,3 +152,7 @@ func isNumber(s string) bool {
 	_, err := strconv.ParseUint(s, 10, 64)
 	return err == nil
 }
+
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
