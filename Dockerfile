@@ -20,5 +20,12 @@ WORKDIR /home/deploybot
 # state_path and infra.workdir should point into this volume.
 VOLUME ["/home/deploybot/state"]
 ENV DEPLOYBOT_CONFIG=/etc/deploybot/config.yaml
+# /healthz, /readyz and /metrics on every interface, so the port can be
+# published; outside a container http_addr defaults to the loopback.
+ENV DEPLOYBOT_HTTP_ADDR=0.0.0.0:9090
 EXPOSE 9090
+# Healthy while Slack is connected and the store answers (/readyz), asked
+# by the binary itself: the image has no curl.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+  CMD ["/usr/local/bin/deploybot", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/deploybot"]

@@ -65,7 +65,7 @@ func (b *Bot) HandleMessage(ctx context.Context, m Message) {
 		if _, err := b.eng.LinkAlert(ctx, r.ID, a.IssueID, line,
 			steps.Button{Verb: steps.VerbRollback, Label: "Roll back", Style: "danger"},
 			steps.Button{Verb: steps.VerbIncident, Label: "Declare incident", Style: "danger"}); err != nil {
-			b.log.Warn("linking an alert failed", zap.String("run_id", r.ID), zap.Error(redact.Scrub(err)))
+			b.runLog(r.ID).Warn("linking an alert failed", zap.Error(redact.Scrub(err)))
 		}
 	}
 }

@@ -87,13 +87,13 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		b.replyView(ctx, c.Reply, b.historyView(ctx, req.service, req.n))
 	case "override":
 		if err := b.eng.Override(ctx, req.runID, c.User, req.text); err != nil {
-			b.answerErr(ctx, c.Reply, err)
+			b.answerErr(ctx, c.Reply, err, req.runID)
 			return
 		}
 		b.reply(ctx, c.Reply, fmt.Sprintf("Overrode the block on %s; the reason is in the thread and the audit log.", req.runID))
 	case "cancel":
 		if err := b.eng.Cancel(ctx, req.runID, c.User); err != nil {
-			b.answerErr(ctx, c.Reply, err)
+			b.answerErr(ctx, c.Reply, err, req.runID)
 			return
 		}
 		b.reply(ctx, c.Reply, fmt.Sprintf("Cancelling %s: its changes are being undone; the thread has the details.", req.runID))
@@ -142,17 +142,23 @@ func (b *Bot) HandleClick(ctx context.Context, c Click) {
 		return
 	}
 	if err := b.eng.Act(ctx, req); err != nil {
-		b.answerErr(ctx, c.Reply, err)
+		b.answerErr(ctx, c.Reply, err, req.RunID)
 	}
 }
 
-func (b *Bot) answerErr(ctx context.Context, reply Reply, err error) {
+// answerErr answers a request that failed; runID, when the request was
+// about a run, labels the log entry.
+func (b *Bot) answerErr(ctx context.Context, reply Reply, err error, runID ...string) {
 	var rf *steps.Refused
 	if errors.As(err, &rf) {
 		b.reply(ctx, reply, ":no_entry: "+rf.Msg)
 		return
 	}
-	b.log.Error("request failed", zap.Error(redact.Scrub(err)))
+	log := b.log
+	if len(runID) > 0 && runID[0] != "" {
+		log = b.runLog(runID[0])
+	}
+	log.Error("request failed", zap.Error(redact.Scrub(err)))
 	b.reply(ctx, reply, ":x: deploybot could not do that: "+escape(redact.ScrubString(err.Error()))+". Nothing was recorded and the run is as it was; try again in a moment (anything already done is checked before it is done again), and tell the maintainers if it persists.")
 }
 

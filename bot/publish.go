@@ -139,7 +139,7 @@ func (b *Bot) pump(p *publisher) {
 				// marked running, owing its messages forever: it is
 				// reported and retried later, like a failed send.
 				err := steps.PanicError(v)
-				b.log.Error("outbox publisher panicked", zap.String("run_id", p.runID), zap.Error(err), zap.Stack("stack"))
+				b.runLog(p.runID).Error("outbox publisher panicked", zap.Error(err), zap.Stack("stack"))
 				b.retryLater(p, 0, err)
 			}
 		}()
@@ -297,7 +297,7 @@ func (b *Bot) deliverParent(ctx context.Context, run *steps.Run, e steps.OutboxE
 	}
 	link, err := b.chat.Permalink(ctx, run.Channel, ts)
 	if err != nil {
-		b.log.Warn("no permalink for the run message", zap.String("run_id", run.ID), zap.Error(redact.Scrub(err)))
+		b.runLog(run.ID).Warn("no permalink for the run message", zap.Error(redact.Scrub(err)))
 	}
 	return b.eng.SetMessage(ctx, run.ID, ts, link, steps.Delivery{ID: e.ID, TS: ts})
 }
@@ -412,14 +412,14 @@ func (b *Bot) retryLater(p *publisher, id int64, err error) {
 	n := p.failures
 	p.mu.Unlock()
 	if id != 0 && permanent(err) && n >= maxFailures {
-		b.log.Error("giving up on a Slack message", zap.String("run_id", p.runID), zap.Int64("outbox_id", id), zap.Error(redact.Scrub(err)))
+		b.runLog(p.runID).Error("giving up on a Slack message", zap.Int64("outbox_id", id), zap.Error(redact.Scrub(err)))
 		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 		if merr := b.eng.Store().MarkDelivered(ctx, []steps.Delivery{{ID: id, Failure: err.Error()}}); merr == nil {
 			n = 0
 		}
 		cancel()
 	} else {
-		b.log.Warn("slack send failed; retrying", zap.String("run_id", p.runID), zap.Int("attempt", n), zap.Error(redact.Scrub(err)))
+		b.runLog(p.runID).Warn("slack send failed; retrying", zap.Int("attempt", n), zap.Error(redact.Scrub(err)))
 	}
 	wait := min(postRetry<<min(max(n-1, 0), 5), maxRetryWait)
 	p.mu.Lock()
@@ -520,4 +520,13 @@ func (b *Bot) Close() {
 	}
 	b.mu.Unlock()
 	b.wg.Wait()
+}
+
+// runLog is the bot's logger for entries about a run: with its id, service
+// and current step, like the engine's.
+func (b *Bot) runLog(runID string) *zap.Logger {
+	if b.eng == nil {
+		return b.log.With(zap.String("run_id", runID), zap.String("service", ""), zap.String("step", ""))
+	}
+	return b.eng.RunLog(b.log, runID)
 }

@@ -38,6 +38,9 @@ type Socket struct {
 	// "interactive", "events_api"). It exists so end-to-end tests can make
 	// a handler panic and see the bot survive it; set it before Run.
 	BeforeHandle func(kind string)
+	// Observer, when set, hears of acks and reconnects (metrics); set it
+	// before Run.
+	Observer SocketObserver
 
 	mu        sync.Mutex
 	recent    map[string]bool // envelope ids seen by this process
@@ -46,6 +49,16 @@ type Socket struct {
 	// who envelopes must be for.
 	appID, teamID string
 	wg            sync.WaitGroup
+	connects      int // connections made, counted by dispatch alone
+}
+
+// SocketObserver hears what the Socket Mode adapter does, for metrics.
+// Calls are made on the dispatch path and must return at once.
+type SocketObserver interface {
+	// Acked: an envelope was acknowledged, d after dispatch received it.
+	Acked(d time.Duration)
+	// Reconnected: a connection was made after the first.
+	Reconnected()
 }
 
 // NewSocket makes the Socket Mode adapter. api must carry the app-level
@@ -142,6 +155,12 @@ func (s *Socket) dispatch(ctx context.Context) {
 				s.mu.Unlock()
 			}
 			s.setConnected(true)
+			if evt.Type == socketmode.EventTypeConnected {
+				s.connects++
+				if s.connects > 1 && s.Observer != nil {
+					s.Observer.Reconnected()
+				}
+			}
 		case socketmode.EventTypeConnecting, socketmode.EventTypeConnectionError, socketmode.EventTypeDisconnect:
 			s.setConnected(false)
 		case socketmode.EventTypeErrorBadMessage:
@@ -150,11 +169,16 @@ func (s *Socket) dispatch(ctx context.Context) {
 			if evt.Request == nil {
 				continue
 			}
-			// A form's submission is acked with its answer (submission).
+			// A form's submission is acked with its answer (submission),
+			// from its handler; everything else is acked here, first.
+			received := time.Now()
 			answer := s.answerOnce(evt)
 			if answer == nil {
 				if err := s.sm.Ack(*evt.Request); err != nil {
 					s.log.Warn("ack failed", zap.Error(redact.Scrub(err)))
+				}
+				if s.Observer != nil {
+					s.Observer.Acked(time.Since(received))
 				}
 			}
 			s.wg.Add(1)

@@ -76,11 +76,16 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 type Config struct {
 	Path      string // file it was loaded from, as given to Load or Parse
 	StatePath string // state_path, default "./deploybot.db"; relative paths resolved against the config file's directory (":memory:" and "file:" URIs are kept as written)
-	HTTPAddr  string // http_addr, default "127.0.0.1:9090"
 	// StoreURL (added key store.url, or env DEPLOYBOT_DATABASE_URL) is a
 	// postgres:// URL without a password (that is Secrets.DatabasePassword);
 	// "" keeps state in SQLite at StatePath.
 	StoreURL string
+	// HTTPAddr (http_addr, default "127.0.0.1:9090") is where /healthz,
+	// /readyz and /metrics listen. The environment variable
+	// DEPLOYBOT_HTTP_ADDR overrides it: the container image sets
+	// 0.0.0.0:9090 so the port can be published, while a bot on a host
+	// keeps the loopback default.
+	HTTPAddr string
 	// ShutdownGrace (shutdown_grace, default 10m) is how long a SIGTERM
 	// lets a running terraform apply finish before it is cancelled.
 	ShutdownGrace time.Duration
@@ -365,6 +370,12 @@ func Parse(data []byte, path string, getenv func(string) string) (*Config, error
 	c.Path = path
 	c.Secrets = w.secrets(getenv)
 	w.storeEnv(c, getenv)
+	if v := strings.TrimSpace(getenv("DEPLOYBOT_HTTP_ADDR")); v != "" {
+		if msg := hostPort(v); msg != "" {
+			w.env("DEPLOYBOT_HTTP_ADDR", msg)
+		}
+		c.HTTPAddr = v
+	}
 	if len(w.probs) > 0 {
 		w.probs.sort()
 		return nil, w.probs

@@ -69,6 +69,8 @@ type Engine struct {
 	runs map[string]*live
 
 	incidentMu sync.Mutex // serialises incident starts (one per run)
+
+	obs observing // see observe.go
 }
 
 // live is an open run in memory. Its mutex serialises every transition of
@@ -178,6 +180,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	}
 	l := e.track(r, impl)
 	snap := l.snap.Load()
+	e.committed(nil, snap)
 	e.notify.RunChanged(snap)
 	e.kick(r.ID)
 	return snap.Clone(), nil

@@ -88,7 +88,15 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 		ev.At = e.now().UTC()
 	}
 	if err := e.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
-		e.log.Error("audit append failed", zap.String("run_id", ev.RunID), zap.String("step", ev.StepID), zap.String("action", ev.Action), zap.Error(err))
+		log := e.log
+		if ev.RunID != "" {
+			service := ""
+			if l := e.liveRun(ev.RunID); l != nil {
+				service = l.snap.Load().Service
+			}
+			log = log.With(zap.String("run_id", ev.RunID), zap.String("service", service), zap.String("step", ev.StepID))
+		}
+		log.Error("audit append failed", zap.String("action", ev.Action), zap.Error(err))
 	}
 }
 

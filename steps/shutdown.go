@@ -166,7 +166,7 @@ func (e *Engine) Drain(ctx context.Context) bool {
 					a.l.cancel()
 				}
 				a.l.mu.Unlock()
-				e.log.Warn("shutdown grace over: cancelling a running step", zap.String("run", a.l.snap.Load().ID), zap.Int("step", a.idx+1))
+				e.runLog(a.l.snap.Load()).Warn("shutdown grace over: cancelling a running step")
 			}
 			// Terraform gets its SIGINT now and releases its lock;
 			// wait for it so the process exits with the state unlocked.

@@ -59,8 +59,10 @@ func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 		}
 		return err
 	}
-	l.snap.Store(r.Clone())
+	prev, cur := l.snap.Load(), r.Clone()
+	l.snap.Store(cur)
 	l.storeRetries.Store(0)
+	e.committed(prev, cur)
 	return nil
 }
 
@@ -80,7 +82,7 @@ func (e *Engine) spawn(runID string, f func()) {
 		defer e.wg.Done()
 		defer func() {
 			if p := recover(); p != nil {
-				e.log.Error("engine panicked", zap.String("run_id", runID), zap.Error(PanicError(p)), zap.Stack("stack"))
+				e.runLogByID(runID).Error("engine panicked", zap.Error(PanicError(p)), zap.Stack("stack"))
 			}
 		}()
 		f()
@@ -202,7 +204,7 @@ func (e *Engine) storeFailed(runID, what string, err error, again func()) {
 		return
 	}
 	n := int(l.storeRetries.Add(1))
-	e.log.Error(what+" failed; retrying", zap.String("run_id", runID), zap.Int("attempt", n), zap.Error(err))
+	e.runLog(l.snap.Load()).Error(what+" failed; retrying", zap.Int("attempt", n), zap.Error(err))
 	e.spawn(runID, func() {
 		t := time.NewTimer(storeBackoff(n))
 		defer t.Stop()
@@ -361,7 +363,7 @@ func (e *Engine) end(runID string, final RunState, outcome, said string, events 
 	snap := l.run.Clone()
 	l.mu.Unlock()
 	if err != nil {
-		e.log.Error("committing run end failed", zap.String("run_id", runID), zap.String("service", snap.Service), zap.Error(err))
+		e.runLog(snap).Error("committing run end failed", zap.Error(err))
 		return false, err
 	}
 	e.notify.RunChanged(snap)
@@ -456,10 +458,11 @@ func (e *Engine) safely(x *Exec, phase string, f func() error) (err error) {
 		if p := recover(); p != nil {
 			fields := []zap.Field{zap.String("phase", phase), zap.Error(PanicError(p)), zap.Stack("stack")}
 			if x != nil && x.Run != nil {
-				fields = append(fields, zap.String("run_id", x.Run.ID), zap.String("service", x.Run.Service))
-			}
-			if x != nil && x.Step != nil {
-				fields = append(fields, zap.String("step", x.Step.ID))
+				step := ""
+				if x.Step != nil {
+					step = x.Step.ID
+				}
+				fields = append(fields, zap.String("run_id", x.Run.ID), zap.String("service", x.Run.Service), zap.String("step", step))
 			}
 			e.log.Error("step panicked", fields...)
 			v := fmt.Sprint(p)
@@ -482,6 +485,7 @@ func PanicError(p any) error {
 }
 
 func (e *Engine) safeStart(s Step, ctx context.Context, x *Exec) (res Result) {
+	ctx = withWhere(ctx, x)
 	if err := e.safely(x, "start", func() error { res = s.Start(ctx, x); return nil }); err != nil {
 		return Failed(err)
 	}
@@ -489,6 +493,7 @@ func (e *Engine) safeStart(s Step, ctx context.Context, x *Exec) (res Result) {
 }
 
 func (e *Engine) safeAct(s Step, ctx context.Context, x *Exec, a Action) (res Result) {
+	ctx = withWhere(ctx, x)
 	if err := e.safely(x, "act", func() error { res = s.Act(ctx, x, a); return nil }); err != nil {
 		return Failed(err)
 	}
@@ -496,6 +501,7 @@ func (e *Engine) safeAct(s Step, ctx context.Context, x *Exec, a Action) (res Re
 }
 
 func (e *Engine) safeCompensate(c Compensator, ctx context.Context, x *Exec) error {
+	ctx = withWhere(ctx, x)
 	return e.safely(x, "compensate", func() error { return c.Compensate(ctx, x) })
 }
 

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/deploybot/deploybot/integrations/github"
 	"github.com/deploybot/deploybot/integrations/infra"
 	sentryweb "github.com/deploybot/deploybot/integrations/sentry"
+	"github.com/deploybot/deploybot/internal/metrics"
 	"github.com/deploybot/deploybot/internal/redact"
 	"github.com/deploybot/deploybot/internal/sentrylog"
 	"github.com/deploybot/deploybot/steps"
@@ -32,10 +32,11 @@ import (
 // Main is the program, as a value: end-to-end tests start the real bot
 // in-process through it.
 type Main struct {
-	Mode       string // "bot", "console", "check-config", "migrate" or "export"
+	Mode       string // "bot", "console", "check-config", "healthcheck", "migrate" or "export"
 	ConfigPath string
 	As         string // console: the Slack user id to act as
 	ExportTo   string // export: the PostgreSQL URL to copy the SQLite state into
+	Online     bool   // check-config: also try each token and URL (online.go)
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -51,6 +52,11 @@ type Main struct {
 	Engine *steps.Engine
 	Bot    *bot.Bot
 	Socket *bot.Socket
+	// Metrics are served on /metrics (ops.go); made by Run when nil.
+	Metrics *metrics.Metrics
+	// LogTee, when set, also receives every log entry at its own level
+	// (tests observe the log).
+	LogTee zapcore.Core
 
 	// SentryTransport replaces the Sentry transport (tests use a
 	// sentry.MockTransport to see what would be reported).
@@ -80,7 +86,8 @@ func NewMain() *Main {
 const usage = `usage:
   deploybot [--config FILE]                       run the Slack Socket Mode bot
   deploybot console --config FILE --as USER_ID    run the bot in this terminal
-  deploybot check-config --config FILE            validate the configuration and exit
+  deploybot check-config --config FILE [--online] validate the configuration (--online: and try each token and URL) and exit
+  deploybot healthcheck --config FILE             exit 0 when the running bot's /readyz answers 200 (the image's HEALTHCHECK)
   deploybot migrate --config FILE                 apply the store's migrations and exit
   deploybot export --config FILE --to postgres://USER@HOST/DB
                                                   copy the SQLite state (state_path) into an empty PostgreSQL database
@@ -88,7 +95,7 @@ The config file may also be named by $DEPLOYBOT_CONFIG.`
 
 // ParseArgs reads the subcommand and flags.
 func (m *Main) ParseArgs(args []string) error {
-	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config" || args[0] == "migrate" || args[0] == "export") {
+	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config" || args[0] == "healthcheck" || args[0] == "migrate" || args[0] == "export") {
 		m.Mode, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("deploybot", flag.ContinueOnError)
@@ -96,6 +103,7 @@ func (m *Main) ParseArgs(args []string) error {
 	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
 	fs.StringVar(&m.As, "as", "", "console: the Slack user id to act as")
 	fs.StringVar(&m.ExportTo, "to", "", "export: the PostgreSQL URL to copy into")
+	fs.BoolVar(&m.Online, "online", false, "check-config: also check each token and URL")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return m.askedForHelp()
@@ -117,6 +125,9 @@ func (m *Main) ParseArgs(args []string) error {
 	if m.ExportTo != "" && m.Mode != "export" {
 		return fmt.Errorf("--to is for export only\n%s", usage)
 	}
+	if m.Online && m.Mode != "check-config" {
+		return fmt.Errorf("--online goes with check-config: deploybot check-config --config FILE --online\n%s", usage)
+	}
 	if m.Mode == "console" && m.As == "" {
 		return fmt.Errorf("the console needs --as USER_ID: the Slack user id you act as (one of slack.deployers)\n%s", usage)
 	}
@@ -133,9 +144,14 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Config = cfg
 	if m.Mode == "check-config" {
 		fmt.Fprintf(m.Stdout, "%s: ok (%s)\n", m.ConfigPath, plural(len(cfg.Services), "service"))
+		if m.Online {
+			return m.checkOnline(ctx)
+		}
 		return nil
 	}
 	switch m.Mode {
+	case "healthcheck":
+		return m.healthcheck(ctx)
 	case "migrate":
 		return m.migrateStore(ctx)
 	case "export":
@@ -161,7 +177,7 @@ func (m *Main) Run(ctx context.Context) error {
 			InstallationID: cfg.Secrets.GitHubAppInstallationID, PrivateKey: []byte(cfg.Secrets.GitHubAppPrivateKey.Reveal())},
 			// Per attempt, not per call: the client's own retries and
 			// rate-limit waits must not be cut short by it.
-			github.WithHTTPClient(&http.Client{Transport: perAttemptTimeout(cfg.HTTPTimeout)}))
+			github.WithHTTPClient(&http.Client{Transport: m.counted("github", perAttemptTimeout(cfg.HTTPTimeout))}))
 		if err != nil {
 			return err
 		}
@@ -184,19 +200,19 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if cfg.Infra != nil {
 		m.infra = infra.New(cfg.Infra, token)
-		m.infra.Log = zapWriter{m.Log.Named("terraform")}
+		m.infra.LogFor, m.infra.Observe = m.terraformLog, m.metrics().Terraform
 		m.infra.Secrets = cfg.Secrets.Values() // masked in everything posted
 		rb.AutomateInfra(m.infra)
 	}
 
 	if cfg.Airflow != nil {
 		af := airflow.New(cfg.Airflow.URL, cfg.Airflow.APIVersion, cfg.Secrets.AirflowUsername, cfg.Secrets.AirflowPassword.Reveal(),
-			airflow.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}))
+			airflow.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout, Transport: m.counted("airflow", nil)}))
 		rb.AutomateAirflow(airflow.Steps{Client: af}, cfg.Airflow.DataRefreshDAGs)
 	}
 	if cfg.Sentry != nil {
 		sn := sentryweb.New(cfg.Sentry.URL, cfg.Sentry.Org, cfg.Secrets.SentryAuthToken.Reveal(),
-			sentryweb.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}))
+			sentryweb.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout, Transport: m.counted("sentry", nil)}))
 		rb.AutomateSentry(sentryweb.Steps{Client: sn, Project: cfg.Sentry.Project}, cfg.Sentry)
 	}
 
@@ -212,7 +228,7 @@ func (m *Main) Run(ctx context.Context) error {
 		chat = console
 		m.ready = func() bool { return true }
 	default:
-		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()), slack.OptionHTTPClient(bot.HTTPClient))
+		api = slack.New(cfg.Secrets.SlackBotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Secrets.SlackAppToken.Reveal()), slack.OptionHTTPClient(m.slackHTTP(bot.HTTPClient.Timeout)))
 		sc := bot.NewSlackChat(api, m.Log)
 		chat, groups, channels, dir = sc, sc, sc, sc
 	}
@@ -223,6 +239,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups, cfg.Slack.GroupCacheMaxStale)
 	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
+	m.Engine.SetObserver(m.metrics().Runs())
 	if dir != nil {
 		m.Engine.SetDirectory(dir)
 	}
@@ -238,6 +255,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if console == nil {
 		m.Socket = bot.NewSocket(api, m.Bot, m.Store, m.Log, m.SocketOptions...)
 		m.Socket.BeforeHandle = m.BeforeHandle
+		m.Socket.Observer = m.metrics().Socket()
 		m.ready = m.Socket.Connected
 	}
 	if err := m.serveHTTP(); err != nil {
@@ -326,41 +344,10 @@ func (m *Main) setupLog() error {
 		// as tags. No credential may ride along in an error's text.
 		core = zapcore.NewTee(core, sentrylog.New(sentrylog.Redact(m.Config.Secrets.Values()...)))
 	}
+	if m.LogTee != nil {
+		core = zapcore.NewTee(core, m.LogTee)
+	}
 	m.Log = zap.New(core)
-	return nil
-}
-
-func (m *Main) serveHTTP() error {
-	addr := m.Config.HTTPAddr
-	if addr == "" || addr == "off" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("http_addr %s: %w", addr, err)
-	}
-	m.httpAddr = ln.Addr().String()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if m.ready == nil || !m.ready() {
-			http.Error(w, "not connected to Slack", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		open := m.Engine.OpenRuns()
-		fmt.Fprintf(w, "# HELP deploybot_open_runs Runs not yet ended.\n# TYPE deploybot_open_runs gauge\ndeploybot_open_runs %d\n", len(open))
-		up := 0
-		if m.ready != nil && m.ready() {
-			up = 1
-		}
-		fmt.Fprintf(w, "# HELP deploybot_connected Whether the Slack connection is up.\n# TYPE deploybot_connected gauge\ndeploybot_connected %d\n", up)
-	})
-	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = m.http.Serve(ln) }()
 	return nil
 }
 

@@ -28,6 +28,12 @@ type Infra struct {
 	token func() string
 	// Log receives Terraform's output for the bot's log.
 	Log io.Writer
+	// LogFor, when set, replaces Log with a writer for the work ctx is for
+	// (steps.WhereOf names the run and step), so the output's log lines
+	// say which run they are about.
+	LogFor func(ctx context.Context) io.Writer
+	// Observe, when set, hears of every Terraform command (metrics).
+	Observe func(command string, err error)
 	// Secrets are values never to appear in what is posted to Slack
 	// (config.Secrets.Values). Terraform and git output
 	// (errors, plan text, apply progress) is masked before it leaves this
@@ -181,14 +187,18 @@ func attribute(p, module, attr string) (string, error) {
 	return "", fmt.Errorf("%s in %s is not a string or bool", attr, filepath.Base(p))
 }
 
-func (t *tree) runner(env *config.Environment) (*terraform.Runner, error) {
+func (t *tree) runner(ctx context.Context, env *config.Environment) (*terraform.Runner, error) {
 	dir, err := t.path(env.Dir)
 	if err != nil {
 		return nil, err
 	}
 	// A nil TerraformEnv (a Config built by hand, not by config.Parse) gets
 	// terraform.DefaultInheritEnv; config.Parse always fills it in.
-	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: t.in.Log, InheritEnv: t.in.cfg.TerraformEnv}, nil
+	log := t.in.Log
+	if t.in.LogFor != nil {
+		log = t.in.LogFor(ctx)
+	}
+	return &terraform.Runner{Bin: t.in.cfg.TerraformBin, Dir: dir, Log: log, InheritEnv: t.in.cfg.TerraformEnv, Observe: t.in.Observe}, nil
 }
 
 func (t *tree) planFile(env *config.Environment) string {
@@ -227,7 +237,7 @@ func (t *tree) plan(ctx context.Context, env *config.Environment, maxChars int, 
 	if err != nil {
 		return nil, err
 	}
-	r, err := t.runner(env)
+	r, err := t.runner(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +303,7 @@ func (t *tree) PlanSHA256(env *config.Environment) (string, error) {
 // the plan: Terraform hides sensitive attributes in its own output, but a
 // provider's or provisioner's message may still carry one literally.
 func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.Writer) error {
-	r, err := t.runner(env)
+	r, err := t.runner(ctx, env)
 	if err != nil {
 		return t.in.masker().Err(err)
 	}
@@ -337,7 +347,7 @@ func (t *tree) Push(ctx context.Context) (bool, error) {
 }
 
 func (t *tree) StateLock(ctx context.Context, env *config.Environment) (*steps.StateLock, error) {
-	r, err := t.runner(env)
+	r, err := t.runner(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +361,7 @@ func (t *tree) StateLock(ctx context.Context, env *config.Environment) (*steps.S
 }
 
 func (t *tree) ForceUnlock(ctx context.Context, env *config.Environment, lockID string) error {
-	r, err := t.runner(env)
+	r, err := t.runner(ctx, env)
 	if err != nil {
 		return err
 	}

@@ -131,12 +131,6 @@ func createPrivate(path string) error {
 	return nil
 }
 
-// Ping checks that the database answers (readiness).
-func (db *DB) Ping(ctx context.Context) error {
-	_, err := db.r.ExecContext(ctx, `SELECT 1`)
-	return err
-}
-
 // Close releases the connections. The writer closes last so that, as the
 // final connection, it checkpoints the WAL back into the main file.
 func (db *DB) Close() error {
@@ -220,4 +214,23 @@ func (s *statements) close() error {
 		}
 	}
 	return err
+}
+
+// Ping reports whether the database answers a query, through both the
+// writer and a reader (for /readyz). A closed DB answers with an error.
+func (db *DB) Ping(ctx context.Context) error {
+	for _, c := range []*sql.DB{db.w, db.r} {
+		var one int
+		if err := c.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+			return wrap("ping", err)
+		}
+	}
+	return nil
+}
+
+// OutboxDepth counts the outbox entries not yet delivered (for metrics).
+func (db *DB) OutboxDepth(ctx context.Context) (int, error) {
+	var n int
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE delivered_at = ''`).Scan(&n)
+	return n, wrap("outbox depth", err)
 }

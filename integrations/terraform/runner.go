@@ -69,6 +69,9 @@ type Runner struct {
 	Log io.Writer
 	// WaitDelay overrides DefaultWaitDelay when positive.
 	WaitDelay time.Duration
+	// Observe, when set, hears of every command once it has ended: its
+	// subcommand (init, plan, apply, show, …) and its error (metrics).
+	Observe func(command string, err error)
 }
 
 // Error is a failed Terraform command. Stderr carries the end of what
@@ -305,7 +308,10 @@ func (r *Runner) run(ctx context.Context, cmd string, extra io.Writer, fn func(*
 	return r.do(ctx, cmd, true, extra, fn)
 }
 
-func (r *Runner) do(ctx context.Context, cmd string, logStdout bool, extra io.Writer, fn func(*tfexec.Terraform) error) error {
+func (r *Runner) do(ctx context.Context, cmd string, logStdout bool, extra io.Writer, fn func(*tfexec.Terraform) error) (err error) {
+	if r.Observe != nil {
+		defer func() { r.Observe(cmd, err) }()
+	}
 	fail := func(msg string, cause error) error {
 		return &Error{Command: cmd, Dir: r.Dir, msg: msg, cause: cause}
 	}

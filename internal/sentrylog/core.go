@@ -92,6 +92,9 @@ func (c *Core) Write(e zapcore.Entry, fs []zapcore.Field) error {
 			if err, ok := f.Interface.(error); ok && err != nil {
 				ev.SetException(err, 10)
 			}
+		case f.Type == zapcore.StringType && f.String == "":
+			// Sentry drops an event's empty tag values as invalid (a run
+			// with no step left has step "").
 		case f.Type == zapcore.StringType && len(f.String) <= maxTag && !strings.ContainsAny(f.String, "\n\r"):
 			ev.Tags[f.Key] = c.clean(f.String)
 		case f.Key == "stack":

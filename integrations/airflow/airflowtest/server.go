@@ -51,6 +51,9 @@ type Server struct {
 	down        bool
 	unavailable bool
 	maxLimit    int
+	// schedulerDown makes the health endpoint report the scheduler
+	// unhealthy.
+	schedulerDown bool
 }
 
 // NewServer starts a fake Airflow of the given major version (2 or 3) that
@@ -201,6 +204,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch {
+	case r.URL.Path == s.healthPath():
+		s.serveHealth(w)
 	case s.version == 3 && r.URL.Path == "/auth/token":
 		s.serveToken(w, r)
 	case strings.HasPrefix(r.URL.Path, s.prefix()):
@@ -434,4 +439,35 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// healthPath is the health endpoint, which needs no credentials:
+// /api/v1/health on Airflow 2, /api/v2/monitor/health on Airflow 3.
+func (s *Server) healthPath() string {
+	if s.version == 3 {
+		return "/api/v2/monitor/health"
+	}
+	return "/api/v1/health"
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter) {
+	s.mu.Lock()
+	down := s.schedulerDown
+	s.mu.Unlock()
+	status := "healthy"
+	if down {
+		status = "unhealthy"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"metadatabase": map[string]any{"status": "healthy"},
+		"scheduler":    map[string]any{"status": status, "latest_scheduler_heartbeat": time.Now().Add(-5 * time.Second).UTC().Format(time.RFC3339)},
+	})
+}
+
+// SetSchedulerDown makes the health endpoint report the scheduler
+// unhealthy (true) or healthy again.
+func (s *Server) SetSchedulerDown(v bool) {
+	s.mu.Lock()
+	s.schedulerDown = v
+	s.mu.Unlock()
 }

@@ -122,3 +122,26 @@ func (r *repo) hasTag(tag string) bool {
 	}
 	return false
 }
+
+// getRepo answers GET /repos/{owner}/{repo}. A user's token sees its
+// permissions on the repository; an installation token gets none, as on
+// GitHub.
+func (s *Server) getRepo(w http.ResponseWriter, req *http.Request, r *repo) {
+	out := map[string]any{
+		"id": userID(r.fullName()), "name": r.name, "full_name": r.fullName(), "private": true,
+		"owner": map[string]any{"login": r.owner}, "default_branch": r.defaultBranch,
+	}
+	if _, installation := s.issued[credential(req)]; !installation {
+		out["permissions"] = map[string]any{"admin": false, "maintain": false, "push": !s.readOnly, "triage": true, "pull": true}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// SetReadOnly makes the token's permissions on every repository read-only
+// (GET /repos/{owner}/{repo} says push: false), as a token without write
+// access would see; its writes are still served.
+func (s *Server) SetReadOnly(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readOnly = v
+}

@@ -45,6 +45,7 @@ type Server struct {
 	authOn   bool
 	apps     map[int64]*app
 	issued   map[string]time.Time // installation token → expiry (wall clock)
+	readOnly bool                 // GET /repos/{owner}/{repo} reports push: false
 	repos    map[string]*repo     // by lower-case "owner/name"
 	nextID   int64
 	requests []request
@@ -248,6 +249,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /app", s.getApp)
 	handle("POST /app/installations/{id}/access_tokens", s.accessToken)
 
+	handle("GET /repos/{owner}/{repo}", s.withRepo(s.getRepo))
 	handle("GET /repos/{owner}/{repo}/releases", s.withRepo(s.listReleases))
 	handle("GET /repos/{owner}/{repo}/releases/tags/{tag...}", s.withRepo(s.releaseByTag))
 	handle("GET /repos/{owner}/{repo}/releases/{id}", s.withRepo(s.getRelease))

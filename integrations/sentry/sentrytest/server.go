@@ -300,6 +300,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	segs, ok := segments(r.URL)
+	if ok && len(segs) == 5 && segs[0] == "api" && segs[1] == "0" && segs[2] == "projects" && r.Method == http.MethodGet {
+		s.getProject(w, segs[3], segs[4])
+		return
+	}
 	if !ok || len(segs) < 4 || segs[0] != "api" || segs[1] != "0" || segs[2] != "organizations" {
 		notFound(w)
 		return
@@ -789,4 +793,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// getProject answers GET /api/0/projects/{org}/{project}/: 404 for an
+// organisation or project the token cannot see, as Sentry does.
+func (s *Server) getProject(w http.ResponseWriter, org, slug string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if org != s.org {
+		notFound(w)
+		return
+	}
+	for _, p := range s.projects {
+		if p.slug == slug {
+			writeJSON(w, http.StatusOK, map[string]any{"id": fmt.Sprint(p.id), "slug": p.slug, "name": p.slug,
+				"organization": map[string]any{"slug": s.org, "name": s.org}})
+			return
+		}
+	}
+	notFound(w)
 }
