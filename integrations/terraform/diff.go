@@ -540,22 +540,26 @@ const (
 	forcesNote = " (forces replacement)"
 )
 
-func writeBlock(b *strings.Builder, l Line) {
+func writeBlock(b *strings.Builder, l Line) { writeBlockWith(b, l, clip) }
+
+func writeBlockWith(b *strings.Builder, l Line, value func(string) string) {
 	writeHeader(b, l)
 	for _, a := range l.Attrs {
 		b.WriteString(attrIndent)
 		b.WriteString(a.Name)
 		b.WriteString(": ")
 		if l.Action != ActionCreate {
-			b.WriteString(clip(a.Before))
+			b.WriteString(value(a.Before))
 			b.WriteString(arrow)
 		}
-		b.WriteString(clip(a.After))
+		b.WriteString(value(a.After))
 		if a.ForcesReplacement {
 			b.WriteString(forcesNote)
 		}
 	}
 }
+
+func unclipped(s string) string { return s }
 
 // headerRunes and blockRunes measure what writeHeader and writeBlock write,
 // in characters, without building it: truncation then only renders the lines
@@ -697,6 +701,34 @@ func (d Diff) Render(maxChars int) (text string, complete bool) {
 	out.WriteByte('\n')
 	out.WriteString(footer(len(d.Lines)-kept, partial))
 	return out.String(), false
+}
+
+// Text is the whole diff for the file attached to the chat message: what
+// Render(0) gives, with every value whole instead of clipped. It is made
+// from the plan already decoded for the summary, so a plan is read by
+// Terraform once (`terraform show -json`), not a second time as text;
+// sensitive values are masked as in Render.
+func (d Diff) Text() string {
+	summary := d.SummaryLine()
+	if d.NoChanges {
+		return summary + "\nNo changes.\n"
+	}
+	n := len(summary) + 1
+	for _, l := range d.Lines {
+		n += len(l.Address) + 32
+		for _, a := range l.Attrs {
+			n += len(a.Name) + len(a.Before) + len(a.After) + 16
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(summary)
+	for _, l := range d.Lines {
+		b.WriteByte('\n')
+		writeBlockWith(&b, l, unclipped)
+	}
+	b.WriteByte('\n')
+	return b.String()
 }
 
 func truncateRunes(s string, n int) string {

@@ -166,22 +166,6 @@ func (r *Runner) ShowJSON(ctx context.Context, planFile string) (*tfjson.Plan, e
 	return p, err
 }
 
-// ShowText renders a saved plan the way Terraform prints it, for the file
-// attached next to the chat summary. Escape sequences are stripped.
-func (r *Runner) ShowText(ctx context.Context, planFile string) (string, error) {
-	abs, err := existingFile(planFile)
-	if err != nil {
-		return "", err
-	}
-	var s string
-	err = r.runQuiet(ctx, "show", func(tf *tfexec.Terraform) error {
-		var err error
-		s, err = tf.ShowPlanFileRaw(ctx, abs)
-		return err
-	})
-	return StripANSI(s), err
-}
-
 // Apply applies the saved plan in planFile and nothing else: applying a
 // directory would make Terraform plan afresh and auto-approve changes nobody
 // reviewed. progress, when not nil, receives stdout line by line as Terraform
