@@ -45,6 +45,8 @@ type planChildResult struct {
 	ChildRSSKB  int64 // peak of the terraform it ran
 	FileBytes   int
 	MessageSize int
+	// Phases times the parts of Wall, for reading the benchmark's log.
+	Phases map[string]time.Duration
 }
 
 // BenchmarkPlanToSlack measures a 10,000-change saved plan going to Slack:
@@ -91,6 +93,9 @@ func BenchmarkPlanToSlack(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	for i := range ours {
+		b.Logf("run %d: show -json alone %v; plan to Slack %v %v", i, peer[i].Wall, ours[i].Wall, ours[i].Phases)
+	}
 	if n := len(srv.Files()); n != len(ours) || len(srv.Rejected()) > 0 {
 		b.Fatalf("Slack has %d files for %d posts; rejected: %+v", n, len(ours), srv.Rejected())
 	}
@@ -186,6 +191,12 @@ func TestPlanToSlackChild(t *testing.T) {
 	r := &terraform.Runner{Bin: a.Bin, Dir: a.Dir}
 
 	start := time.Now()
+	phases := map[string]time.Duration{}
+	last := start
+	lap := func(name string) {
+		now := time.Now()
+		phases[name], last = now.Sub(last), now
+	}
 	sum, err := terraform.FileSHA256(a.Plan)
 	if err != nil {
 		t.Fatal(err)
@@ -196,12 +207,14 @@ func TestPlanToSlackChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lap("show+decode+render")
 	m := in.masker(sensitive...)
 	p.Summary, p.Rendered, p.Full = m.String(p.Summary), m.String(p.Rendered), m.String(p.Full)
 	text := fmt.Sprintf("*Plan for bench* (plan `%s`)\n```\n%s\n```", sum[:12], steps.Escape(p.Rendered))
 	if len(text) > 3000 {
 		text = strings.ToValidUTF8(text[:3000], "")
 	}
+	lap("mask")
 	ts, err := chat.Post(ctx, a.Channel, "", bot.View{Text: text, Blocks: []bot.Block{{Kind: bot.Section, Text: text}}})
 	if err != nil {
 		t.Fatal(err)
@@ -209,11 +222,12 @@ func TestPlanToSlackChild(t *testing.T) {
 	if err := chat.Upload(ctx, a.Channel, ts, "plan-bench.txt", "Full plan ("+p.Summary+")", []byte(p.Full)); err != nil {
 		t.Fatal(err)
 	}
+	lap("post+upload")
 	wall := time.Since(start)
 
 	var self, kids syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
-	res, _ := json.Marshal(planChildResult{Wall: wall, SelfRSSKB: self.Maxrss, ChildRSSKB: kids.Maxrss, FileBytes: len(p.Full), MessageSize: len(text)})
+	res, _ := json.Marshal(planChildResult{Wall: wall, SelfRSSKB: self.Maxrss, ChildRSSKB: kids.Maxrss, FileBytes: len(p.Full), MessageSize: len(text), Phases: phases})
 	fmt.Printf("PLANRESULT %s\n", res)
 }
