@@ -1,0 +1,119 @@
+package terraform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+
+	tfjson "github.com/hashicorp/terraform-json"
+)
+
+// ShowJSON decodes a saved plan, the input of Summarize: its resource and
+// output changes, its variables and its configuration.
+//
+// It runs `terraform show -json` itself rather than through terraform-exec,
+// whose ShowPlanFile first runs `terraform version` and then decodes the
+// whole document, planned values and prior state included. For a plan of
+// 10,000 changes that costs seconds on top of Terraform's own show, which
+// is what a reviewer waits for between the plan and the chat message; the
+// fields skipped here are never read.
+func (r *Runner) ShowJSON(ctx context.Context, planFile string) (*tfjson.Plan, error) {
+	abs, err := existingFile(planFile)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) error { return &Error{Command: "show", Dir: r.Dir, msg: err.Error(), cause: err} }
+	bin, err := r.bin()
+	if err != nil {
+		return nil, fail(err)
+	}
+	env, err := r.environ()
+	if err != nil {
+		return nil, fail(err)
+	}
+	// What terraform-exec sets for every command: automation mode, and no
+	// logging that could mix into the output.
+	env["TF_IN_AUTOMATION"] = "1"
+	for _, k := range []string{"TF_LOG", "TF_LOG_CORE", "TF_LOG_PATH", "TF_LOG_PROVIDER"} {
+		env[k] = ""
+	}
+	delete(env, "TF_WORKSPACE")
+	envList := make([]string, 0, len(env))
+	for k, v := range env {
+		envList = append(envList, k+"="+v)
+	}
+	sort.Strings(envList)
+
+	delay := r.WaitDelay
+	if delay <= 0 {
+		delay = DefaultWaitDelay
+	}
+	cmd := exec.CommandContext(ctx, bin, "show", "-json", "-no-color", abs)
+	cmd.Dir = r.Dir
+	cmd.Env = envList
+	// As terraform-exec does: SIGINT first, so Terraform can let go of
+	// what it holds, and SIGKILL after the delay.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = delay
+	setProcAttr(cmd)
+
+	redact := r.redactor()
+	tail := &tailBuffer{limit: 64 << 10}
+	stderr := []io.Writer{lineWriter{mu: new(sync.Mutex), w: tail, redact: redact}}
+	if r.Log != nil {
+		stderr = append(stderr, lineWriter{mu: new(sync.Mutex), w: r.Log, redact: redact})
+	}
+	cmd.Stderr = io.MultiWriter(stderr...)
+	// Decoded as it streams in. Through an io.Pipe rather than
+	// cmd.StdoutPipe so that Wait, not a read, is what waits for the end:
+	// with WaitDelay it gives up on output a stray grandchild holds open.
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	if err := cmd.Start(); err != nil {
+		return nil, r.commandError(ctx, "show", tail, redact, err)
+	}
+	var doc planDoc
+	var decErr error
+	decoded := make(chan struct{})
+	go func() {
+		defer close(decoded)
+		decErr = json.NewDecoder(pr).Decode(&doc)
+		_, _ = io.Copy(io.Discard, pr) // let Terraform finish writing
+	}()
+	err = cmd.Wait()
+	pw.Close()
+	<-decoded
+	if err != nil {
+		return nil, r.commandError(ctx, "show", tail, redact, err)
+	}
+	if decErr != nil {
+		return nil, fail(fmt.Errorf("reading the plan's JSON: %w", decErr))
+	}
+	p := &tfjson.Plan{FormatVersion: doc.FormatVersion, TerraformVersion: doc.TerraformVersion, Variables: doc.Variables,
+		ResourceChanges: doc.ResourceChanges, OutputChanges: doc.OutputChanges, Config: doc.Config}
+	if err := p.Validate(); err != nil {
+		return nil, fail(err)
+	}
+	if p.Config == nil {
+		return nil, fail(errors.New("the plan's JSON has no configuration"))
+	}
+	return p, nil
+}
+
+// planDoc is the part of `terraform show -json` that deploybot reads;
+// json skips the rest (planned_values, prior_state, relevant_attributes)
+// without building it.
+type planDoc struct {
+	FormatVersion    string                          `json:"format_version"`
+	TerraformVersion string                          `json:"terraform_version"`
+	Variables        map[string]*tfjson.PlanVariable `json:"variables"`
+	ResourceChanges  []*tfjson.ResourceChange        `json:"resource_changes"`
+	OutputChanges    map[string]*tfjson.Change       `json:"output_changes"`
+	Config           *tfjson.Config                  `json:"configuration"`
+}
