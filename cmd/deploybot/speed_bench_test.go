@@ -221,7 +221,14 @@ func BenchmarkMemory(b *testing.B) {
 		})
 		open = settledRSS(b, p.Process.Pid)
 		peak = procStatusMB(b, p.Process.Pid, "VmHWM")
-		h.assertNoRejections()
+		// Fifty run messages in one channel meet Slack's per-channel
+		// limit on chat.postMessage; the bot waits and retries. Anything
+		// else Slack refused is a bug.
+		for _, r := range h.srv.Rejected() {
+			if r.Error != "ratelimited" {
+				b.Errorf("Slack rejected %s: %s (%s)", r.Method, r.Error, r.Detail)
+			}
+		}
 	}
 	b.ReportMetric(idle, "MB-idle")
 	b.ReportMetric(open, "MB-50-runs")
