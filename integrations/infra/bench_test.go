@@ -118,13 +118,13 @@ func BenchmarkPlanToSlack(b *testing.B) {
 	b.ReportMetric(med(peer, wall), "s/show-json-alone")
 	b.ReportMetric(med(ours, both), "MB-peak-rss")
 	b.ReportMetric(med(peer, tf), "MB-peak-rss-show-alone")
-	note := fmt.Sprintf("a saved plan of %d resource changes: `terraform show -json` once, summary, message and a %d KB file posted to the Slack test server; medians of %d runs of each side, alternated, each in a fresh process", planChanges, ours[0].FileBytes/1024, len(ours))
+	note := fmt.Sprintf("a saved plan of 10,000 resource changes: `terraform show -json` once, summary, message and a %d KB file posted to the Slack test server; medians of %d run(s) of each side, alternated, each in a fresh process", ours[0].FileBytes/1024, len(ours))
 	err := benchfig.Write("plan-to-slack",
 		benchfig.Figure{Order: 20, Name: "Plan to Slack (10,000 changes): wall time", Value: med(ours, wall), Unit: "s",
 			Peer: med(peer, wall), PeerName: "`terraform show -json` alone", Goal: "≤ 1.05×", MaxRatio: 1.05, Note: note},
 		benchfig.Figure{Order: 21, Name: "Plan to Slack (10,000 changes): peak RSS, deploybot + its terraform", Value: med(ours, both), Unit: "MB",
 			Peer: med(peer, tf), PeerName: "`terraform show -json` alone", Goal: "≤ 1.05×", MaxRatio: 1.05,
-			Note: "peak RSS (getrusage maxrss) of deploybot's process plus that of the terraform it ran: both are alive while the JSON streams from one to the other"},
+			Note: "the peak RSS (getrusage maxrss) of deploybot's process plus that of the terraform it ran: an upper bound of the two together, as both are alive while the JSON streams from one to the other"},
 		benchfig.Figure{Order: 22, Name: "Plan to Slack (10,000 changes): peak RSS, deploybot alone", Value: med(ours, self), Unit: "MB"},
 	)
 	if err != nil {

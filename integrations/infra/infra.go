@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/deploybot/deploybot/config"
@@ -278,13 +279,20 @@ func (t *tree) plan(ctx context.Context, env *config.Environment, maxChars int, 
 // attached file are all made from it; for a plan of thousands of changes,
 // Terraform's show is most of the time from plan file to chat.
 func (in *Infra) describe(ctx context.Context, r *terraform.Runner, file, sum string, maxChars int, p *steps.Plan) ([]string, error) {
-	js, err := r.ShowJSON(ctx, file)
+	// Changes are summarized as they stream in: a plan's decoded changes
+	// take several times the memory of what the chat shows of them.
+	var s terraform.Summarizer
+	var sensitive []string
+	js, err := r.ShowPlan(ctx, file, func(rc *tfjson.ResourceChange) {
+		s.Add(rc)
+		changeSensitive(rc, &sensitive)
+	})
 	if err != nil {
 		return nil, err
 	}
-	sensitive := sensitiveValues(js)
+	sensitive = append(sensitive, planSensitive(js)...)
 	in.remember(file, plannedFile{sha256: sum, sensitive: sensitive})
-	d := terraform.Summarize(js)
+	d := s.Diff(js)
 	p.Summary = d.SummaryLine()
 	p.Warning = d.Destroy > 0 || d.Replace > 0
 	p.Rendered, p.Complete = d.Render(maxChars)

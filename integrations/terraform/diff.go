@@ -75,63 +75,85 @@ type AttrChange struct {
 // Summarize reduces a plan to counts and per-resource attribute changes,
 // masking sensitive values so nothing secret can reach the chat.
 func Summarize(p *tfjson.Plan) Diff {
-	var d Diff
 	if p == nil {
-		d.NoChanges = true
-		return d
+		return Diff{NoChanges: true}
 	}
-	d.Lines = make([]Line, 0, len(p.ResourceChanges))
-	// One walker for the whole plan: its slice is an arena each Line takes a
-	// capacity-capped window of, instead of one small slice per resource.
-	var w walker
+	var s Summarizer
+	s.d.Lines = make([]Line, 0, len(p.ResourceChanges))
 	for _, rc := range p.ResourceChanges {
-		if rc == nil || rc.Change == nil {
-			continue
-		}
-		c := rc.Change
-		action := actionOf(c.Actions)
-		switch action {
-		case ActionNoop:
-			continue
-		case ActionCreate:
-			d.Add++
-		case ActionUpdate:
-			d.Change++
-		case ActionDelete:
-			d.Destroy++
-		case ActionReplace:
-			d.Replace++
-		}
-		l := Line{
-			Address: rc.Address,
-			Action:  action,
-			Warning: action == ActionDelete || action == ActionReplace,
-		}
-		if rc.DeposedKey != "" {
-			l.Address += " (deposed object " + rc.DeposedKey + ")"
-		}
-		if action == ActionCreate || action == ActionUpdate || action == ActionReplace {
-			l.Attrs = w.attrs(action, "", c)
-			if action == ActionReplace && len(c.ReplacePaths) > 0 {
-				markReplacePaths(l.Attrs, c.ReplacePaths)
-			}
-		}
-		d.Lines = append(d.Lines, l)
+		s.Add(rc)
 	}
+	return s.Diff(p)
+}
 
-	names := make([]string, 0, len(p.OutputChanges))
-	for name, c := range p.OutputChanges {
+// Summarizer is Summarize one resource change at a time (Add, in plan
+// order, then Diff once), for changes streamed from Runner.ShowPlan: only what
+// the Diff shows of each change is kept.
+type Summarizer struct {
+	d Diff
+	// One walker for the whole plan: its slice is an arena each Line takes
+	// a capacity-capped window of, instead of one small slice per resource.
+	w walker
+}
+
+// Add summarizes one resource change.
+func (s *Summarizer) Add(rc *tfjson.ResourceChange) {
+	if rc == nil || rc.Change == nil {
+		return
+	}
+	d := &s.d
+	c := rc.Change
+	action := actionOf(c.Actions)
+	switch action {
+	case ActionNoop:
+		return
+	case ActionCreate:
+		d.Add++
+	case ActionUpdate:
+		d.Change++
+	case ActionDelete:
+		d.Destroy++
+	case ActionReplace:
+		d.Replace++
+	}
+	l := Line{
+		Address: rc.Address,
+		Action:  action,
+		Warning: action == ActionDelete || action == ActionReplace,
+	}
+	if rc.DeposedKey != "" {
+		l.Address += " (deposed object " + rc.DeposedKey + ")"
+	}
+	if action == ActionCreate || action == ActionUpdate || action == ActionReplace {
+		l.Attrs = s.w.attrs(action, "", c)
+		if action == ActionReplace && len(c.ReplacePaths) > 0 {
+			markReplacePaths(l.Attrs, c.ReplacePaths)
+		}
+	}
+	d.Lines = append(d.Lines, l)
+}
+
+// Diff adds p's output changes (p's resource changes are not read: they
+// went through Add) and returns the result.
+func (s *Summarizer) Diff(p *tfjson.Plan) Diff {
+	d := s.d
+	var outputs map[string]*tfjson.Change
+	if p != nil {
+		outputs = p.OutputChanges
+	}
+	names := make([]string, 0, len(outputs))
+	for name, c := range outputs {
 		if c != nil && !c.Actions.NoOp() && len(c.Actions) > 0 {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		c := p.OutputChanges[name]
+		c := outputs[name]
 		action := actionOf(c.Actions)
 		l := Line{Address: "output." + name, Action: action}
 		if action != ActionDelete {
-			l.Attrs = w.attrs(action, "value", c)
+			l.Attrs = s.w.attrs(action, "value", c)
 		}
 		d.Lines = append(d.Lines, l)
 	}

@@ -24,6 +24,14 @@ import (
 // is what a reviewer waits for between the plan and the chat message; the
 // fields skipped here are never read.
 func (r *Runner) ShowJSON(ctx context.Context, planFile string) (*tfjson.Plan, error) {
+	return r.ShowPlan(ctx, planFile, nil)
+}
+
+// ShowPlan is ShowJSON for plans of any size: when each is not nil, it
+// gets every resource change as it is decoded and the returned plan holds
+// none, so a plan's changes never need to be in memory all at once (a
+// Summarizer keeps only what the chat shows of each).
+func (r *Runner) ShowPlan(ctx context.Context, planFile string, each func(*tfjson.ResourceChange)) (*tfjson.Plan, error) {
 	abs, err := existingFile(planFile)
 	if err != nil {
 		return nil, err
@@ -83,7 +91,7 @@ func (r *Runner) ShowJSON(ctx context.Context, planFile string) (*tfjson.Plan, e
 	decoded := make(chan struct{})
 	go func() {
 		defer close(decoded)
-		decErr = json.NewDecoder(pr).Decode(&doc)
+		decErr = doc.decode(json.NewDecoder(pr), each)
 		_, _ = io.Copy(io.Discard, pr) // let Terraform finish writing
 	}()
 	err = cmd.Wait()
@@ -116,4 +124,63 @@ type planDoc struct {
 	ResourceChanges  []*tfjson.ResourceChange        `json:"resource_changes"`
 	OutputChanges    map[string]*tfjson.Change       `json:"output_changes"`
 	Config           *tfjson.Config                  `json:"configuration"`
+}
+
+// decode reads the document key by key, handing resource changes to each
+// (when not nil) one at a time instead of keeping them.
+func (doc *planDoc) decode(dec *json.Decoder, each func(*tfjson.ResourceChange)) error {
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		switch {
+		case key == "resource_changes" && each != nil:
+			if err := expectDelim(dec, '['); err != nil {
+				return err
+			}
+			for dec.More() {
+				rc := new(tfjson.ResourceChange)
+				if err := dec.Decode(rc); err != nil {
+					return err
+				}
+				each(rc)
+			}
+			err = expectDelim(dec, ']')
+		case key == "format_version":
+			err = dec.Decode(&doc.FormatVersion)
+		case key == "terraform_version":
+			err = dec.Decode(&doc.TerraformVersion)
+		case key == "variables":
+			err = dec.Decode(&doc.Variables)
+		case key == "resource_changes":
+			err = dec.Decode(&doc.ResourceChanges)
+		case key == "output_changes":
+			err = dec.Decode(&doc.OutputChanges)
+		case key == "configuration":
+			err = dec.Decode(&doc.Config)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	return expectDelim(dec, '}')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("expected %v, found %v", want, tok)
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	tfjson "github.com/hashicorp/terraform-json"
+
 	"github.com/deploybot/deploybot/internal/testtool"
 )
 
@@ -90,5 +92,56 @@ wait
 	}
 	if _, statErr := os.Stat(marker); statErr != nil {
 		t.Fatal("terraform did not get SIGINT")
+	}
+}
+
+// A plan streamed change by change summarizes exactly as the decoded
+// whole, and the parts deploybot never reads are skipped.
+func TestShowPlanStreamsChangesLikeShowJSON(t *testing.T) {
+	t.Parallel()
+	doc := `{"format_version": "1.2", "terraform_version": "1.5.7",
+  "variables": {"db_password": {"value": "hunter2"}},
+  "planned_values": {"root_module": {"resources": [{"address": "a.one", "values": {"v": "2"}}]}},
+  "resource_changes": [
+    {"address": "a.one", "change": {"actions": ["update"], "before": {"v": "1", "pw": "s3cret"}, "after": {"v": "2", "pw": "s3cret2"},
+     "before_sensitive": {"pw": true}, "after_sensitive": {"pw": true}}},
+    {"address": "a.same", "change": {"actions": ["no-op"], "before": {"v": "1"}, "after": {"v": "1"}}},
+    {"address": "a.gone", "change": {"actions": ["delete"], "before": {"v": "1"}, "after": null}}
+  ],
+  "output_changes": {"out": {"actions": ["create"], "before": null, "after": "x"}},
+  "prior_state": {"format_version": "1.0", "values": {"root_module": {}}},
+  "configuration": {"root_module": {"variables": {"db_password": {"sensitive": true}}}},
+  "relevant_attributes": [], "timestamp": "2026-12-01T00:00:00Z"}`
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "plan.json"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(dir, "p.tfplan")
+	if err := os.WriteFile(plan, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Bin: fakeTerraform(t, `cat `+filepath.Join(dir, "plan.json")), Dir: dir}
+	whole, err := r.ShowJSON(t.Context(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Summarizer
+	var seen []string
+	streamed, err := r.ShowPlan(t.Context(), plan, func(rc *tfjson.ResourceChange) {
+		seen = append(seen, rc.Address)
+		s.Add(rc)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, " ") != "a.one a.same a.gone" || streamed.ResourceChanges != nil {
+		t.Fatalf("streamed %v; the plan kept %d changes", seen, len(streamed.ResourceChanges))
+	}
+	want, got := Summarize(whole).Text(), s.Diff(streamed).Text()
+	if got != want || !strings.Contains(got, "~ a.one (update)\n    pw: (sensitive) → (sensitive)\n    v: \"1\" → \"2\"") || !strings.Contains(got, "+ output.out (create)") {
+		t.Fatalf("streamed:\n%s\nwhole:\n%s", got, want)
+	}
+	if streamed.Config == nil || !streamed.Config.RootModule.Variables["db_password"].Sensitive || streamed.Variables["db_password"].Value != "hunter2" {
+		t.Errorf("configuration or variables lost: %+v %+v", streamed.Config, streamed.Variables)
 	}
 }
