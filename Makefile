@@ -14,8 +14,14 @@ test: terraform
 	$(GO) vet ./...
 	DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform $(GO) test -race -count=1 -timeout 40m ./...
 
+# Every benchmark, one package at a time (-p 1: two packages measuring at
+# once would slow each other), then the table of the README's figures, each
+# beside its peer from this run (written to bin/bench by the benchmarks).
 bench: terraform
-	DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+	rm -rf bin/bench
+	DEPLOYBOT_TERRAFORM=$(CURDIR)/bin/terraform DEPLOYBOT_BENCH_OUT=$(CURDIR)/bin/bench $(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 30m ./...
+	@echo
+	@$(GO) run ./internal/benchfig/table bin/bench
 
 build:
 	$(GO) build -o bin/deploybot ./cmd/deploybot

@@ -89,7 +89,7 @@ type Plan struct {
 	Summary    string // "+0 to add, ~2 to change, -0 to destroy, ±0 to replace"
 	Rendered   string // the diff, possibly cut to fit
 	Complete   bool   // Rendered holds every change
-	Full       string // terraform show -no-color, for the attached file
+	Full       string // every change, values whole, for the attached file
 	Warning    bool   // something is destroyed or replaced
 	SHA256     string // of the plan file
 	Commit     string // the base commit it was planned from

@@ -10,7 +10,7 @@ import (
 )
 
 // buildBot compiles the real binary once per test run.
-func buildBot(t *testing.T) string {
+func buildBot(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "deploybot")
 	cmd := exec.Command("go", "build", "-o", bin, ".")

@@ -19,7 +19,7 @@ import (
 // waits while slow exists. Staging applies run `true`.
 type rollout struct{ started, slow, fail string }
 
-func withRollout(t *testing.T, w *world, with sections, extraConfig string) rollout {
+func withRollout(t testing.TB, w *world, with sections, extraConfig string) rollout {
 	t.Helper()
 	dir := t.TempDir()
 	ro := rollout{started: filepath.Join(dir, "started"), slow: filepath.Join(dir, "slow"), fail: filepath.Join(dir, "fail")}
@@ -59,7 +59,7 @@ resource "terraform_data" "rolled_out" {
 	return ro
 }
 
-func touch(t *testing.T, path string) {
+func touch(t testing.TB, path string) {
 	t.Helper()
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func exists(path string) bool { _, err := os.Stat(path); return err == nil }
 
 // toProdApply clicks a run through to the production apply (no Airflow
 // configured: people check it) and waits until the apply's script runs.
-func toProdApply(t *testing.T, h *harness, ts string, ro rollout) {
+func toProdApply(t testing.TB, h *harness, ts string, ro rollout) {
 	t.Helper()
 	for _, s := range infraRunbook[:6] {
 		h.step(ts, s.title, s.verb, s.user)
@@ -85,7 +85,7 @@ func exited(p *exec.Cmd) <-chan error {
 	return ch
 }
 
-func stepState(t *testing.T, h *harness, id string) steps.StepState {
+func stepState(t testing.TB, h *harness, id string) steps.StepState {
 	t.Helper()
 	r, err := h.store().Run(t.Context(), "run-1")
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 )
 
 // git runs git in dir, failing the test on error.
-func gitIn(t *testing.T, dir string, args ...string) string {
+func gitIn(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -29,7 +29,7 @@ func gitIn(t *testing.T, dir string, args ...string) string {
 
 // infraRemote makes a bare repository holding examples/infrastructure (and
 // whatever extra files the test adds) and returns its path.
-func infraRemote(t *testing.T, extra map[string]string) string {
+func infraRemote(t testing.TB, extra map[string]string) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	if err := os.CopyFS(src, os.DirFS("../../examples/infrastructure")); err != nil {

@@ -64,7 +64,7 @@ type sections struct{ github, airflow, sentry, infra bool }
 
 var all = sections{github: true, airflow: true, sentry: true, infra: true}
 
-func newWorld(t *testing.T, with sections) *world {
+func newWorld(t testing.TB, with sections) *world {
 	t.Helper()
 	w := &world{harness: newHarness(t), watch: "2s"}
 	w.srv.AddUser(sentryUserID, "sentry")

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/deploybot/deploybot/config"
@@ -42,6 +43,16 @@ type Infra struct {
 
 	mu   sync.Mutex
 	repo *git.Repo
+	// planned remembers, per plan file, the hash and sensitive values of
+	// the plan this process made there, so that Apply does not run
+	// `terraform show -json` on a plan already decoded. A plan file that
+	// changed since (or one planned before a restart) is decoded again.
+	planned map[string]plannedFile
+}
+
+type plannedFile struct {
+	sha256    string
+	sensitive []string
 }
 
 // New makes the infrastructure adapter. token, when non-nil, authenticates
@@ -266,21 +277,66 @@ func (t *tree) plan(ctx context.Context, env *config.Environment, maxChars int, 
 		return nil, err
 	}
 	p := &steps.Plan{HasChanges: changes, SHA256: sum, Commit: commit}
-	js, err := r.ShowJSON(ctx, file)
+	if *sensitive, err = t.in.describe(ctx, r, file, sum, maxChars, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// describe fills in what people read about the saved plan in file (whose
+// hash is sum) and returns the plan's sensitive values, still unmasked.
+// One `terraform show -json` per plan: the summary, the message and the
+// attached file are all made from it; for a plan of thousands of changes,
+// Terraform's show is most of the time from plan file to chat.
+func (in *Infra) describe(ctx context.Context, r *terraform.Runner, file, sum string, maxChars int, p *steps.Plan) ([]string, error) {
+	// Changes are summarized as they stream in: a plan's decoded changes
+	// take several times the memory of what the chat shows of them.
+	var s terraform.Summarizer
+	var sensitive []string
+	js, err := r.ShowPlan(ctx, file, func(rc *tfjson.ResourceChange) {
+		s.Add(rc)
+		changeSensitive(rc, &sensitive)
+	})
 	if err != nil {
 		return nil, err
 	}
-	*sensitive = sensitiveValues(js)
-	d := terraform.Summarize(js)
+	sensitive = append(sensitive, planSensitive(js)...)
+	in.remember(file, plannedFile{sha256: sum, sensitive: sensitive})
+	d := s.Diff(js)
 	p.Summary = d.SummaryLine()
 	p.Warning = d.Destroy > 0 || d.Replace > 0
 	p.Rendered, p.Complete = d.Render(maxChars)
 	// The full text is always kept: the chat may still have to cut the
 	// rendered diff once outside text is escaped.
-	if p.Full, err = r.ShowText(ctx, file); err != nil {
-		return nil, err
+	p.Full = d.Text()
+	return sensitive, nil
+}
+
+func (in *Infra) remember(file string, pf plannedFile) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.planned == nil {
+		in.planned = map[string]plannedFile{}
 	}
-	return p, nil
+	in.planned[file] = pf
+}
+
+// sensitiveFor returns the sensitive values of the plan in file: remembered
+// from planning when the file is unchanged, otherwise decoded again.
+func (in *Infra) sensitiveFor(ctx context.Context, r *terraform.Runner, file string) []string {
+	in.mu.Lock()
+	pf, ok := in.planned[file]
+	in.mu.Unlock()
+	if ok {
+		if sum, err := terraform.FileSHA256(file); err == nil && sum == pf.sha256 {
+			return pf.sensitive
+		}
+	}
+	js, err := r.ShowJSON(ctx, file)
+	if err != nil {
+		return nil // Apply itself reports the missing or unreadable plan
+	}
+	return sensitiveValues(js)
 }
 
 // privateState makes a local state file under the workdir owner-only:
@@ -307,11 +363,7 @@ func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.W
 	if err != nil {
 		return t.in.masker().Err(err)
 	}
-	var sensitive []string
-	if js, err := r.ShowJSON(ctx, t.planFile(env)); err == nil {
-		sensitive = sensitiveValues(js)
-	} // else: Apply itself reports the missing or unreadable plan
-	m := t.in.masker(sensitive...)
+	m := t.in.masker(t.in.sensitiveFor(ctx, r, t.planFile(env))...)
 	var w *writer
 	var notes *terraform.TargetFilter
 	if progress != nil {
@@ -323,6 +375,9 @@ func (t *tree) Apply(ctx context.Context, env *config.Environment, progress io.W
 		progress = w
 	}
 	err = r.Apply(ctx, t.planFile(env), progress)
+	t.in.mu.Lock()
+	delete(t.in.planned, t.planFile(env)) // a plan is applied once; a retry plans again
+	t.in.mu.Unlock()
 	t.privateState(env)
 	if w != nil {
 		_ = w.Flush() // the last line; a chat write error is not the apply's

@@ -200,12 +200,27 @@ func sensitiveValues(p *tfjson.Plan) []string {
 	}
 	var out []string
 	for _, rc := range p.ResourceChanges {
-		if rc == nil || rc.Change == nil {
-			continue
-		}
-		collectSensitive(rc.Change.Before, rc.Change.BeforeSensitive, &out)
-		collectSensitive(rc.Change.After, rc.Change.AfterSensitive, &out)
+		changeSensitive(rc, &out)
 	}
+	return append(out, planSensitive(p)...)
+}
+
+// changeSensitive adds the values one resource change marks sensitive.
+func changeSensitive(rc *tfjson.ResourceChange, out *[]string) {
+	if rc == nil || rc.Change == nil {
+		return
+	}
+	collectSensitive(rc.Change.Before, rc.Change.BeforeSensitive, out)
+	collectSensitive(rc.Change.After, rc.Change.AfterSensitive, out)
+}
+
+// planSensitive collects the sensitive values of p's outputs and
+// variables (not of its resource changes: see changeSensitive).
+func planSensitive(p *tfjson.Plan) []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
 	for _, oc := range p.OutputChanges {
 		if oc == nil {
 			continue

@@ -88,7 +88,12 @@ func BenchmarkSummarizeRender(b *testing.B) {
 			var n int
 			for b.Loop() {
 				d := Summarize(benchJSON)
-				text, _ := d.Render(bc.maxChars)
+				var text string
+				if bc.maxChars > 0 {
+					text, _ = d.Render(bc.maxChars)
+				} else {
+					text = d.Text()
+				}
 				n = len(text)
 			}
 			b.ReportMetric(float64(n), "bytes/render")
@@ -102,17 +107,6 @@ func BenchmarkShowJSON(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		if _, err := benchRunner.ShowJSON(ctx, benchPlan); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkShowText(b *testing.B) {
-	benchSetup(b)
-	b.ReportAllocs()
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := benchRunner.ShowText(ctx, benchPlan); err != nil {
 			b.Fatal(err)
 		}
 	}

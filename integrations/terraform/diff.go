@@ -75,63 +75,85 @@ type AttrChange struct {
 // Summarize reduces a plan to counts and per-resource attribute changes,
 // masking sensitive values so nothing secret can reach the chat.
 func Summarize(p *tfjson.Plan) Diff {
-	var d Diff
 	if p == nil {
-		d.NoChanges = true
-		return d
+		return Diff{NoChanges: true}
 	}
-	d.Lines = make([]Line, 0, len(p.ResourceChanges))
-	// One walker for the whole plan: its slice is an arena each Line takes a
-	// capacity-capped window of, instead of one small slice per resource.
-	var w walker
+	var s Summarizer
+	s.d.Lines = make([]Line, 0, len(p.ResourceChanges))
 	for _, rc := range p.ResourceChanges {
-		if rc == nil || rc.Change == nil {
-			continue
-		}
-		c := rc.Change
-		action := actionOf(c.Actions)
-		switch action {
-		case ActionNoop:
-			continue
-		case ActionCreate:
-			d.Add++
-		case ActionUpdate:
-			d.Change++
-		case ActionDelete:
-			d.Destroy++
-		case ActionReplace:
-			d.Replace++
-		}
-		l := Line{
-			Address: rc.Address,
-			Action:  action,
-			Warning: action == ActionDelete || action == ActionReplace,
-		}
-		if rc.DeposedKey != "" {
-			l.Address += " (deposed object " + rc.DeposedKey + ")"
-		}
-		if action == ActionCreate || action == ActionUpdate || action == ActionReplace {
-			l.Attrs = w.attrs(action, "", c)
-			if action == ActionReplace && len(c.ReplacePaths) > 0 {
-				markReplacePaths(l.Attrs, c.ReplacePaths)
-			}
-		}
-		d.Lines = append(d.Lines, l)
+		s.Add(rc)
 	}
+	return s.Diff(p)
+}
 
-	names := make([]string, 0, len(p.OutputChanges))
-	for name, c := range p.OutputChanges {
+// Summarizer is Summarize one resource change at a time (Add, in plan
+// order, then Diff once), for changes streamed from Runner.ShowPlan: only what
+// the Diff shows of each change is kept.
+type Summarizer struct {
+	d Diff
+	// One walker for the whole plan: its slice is an arena each Line takes
+	// a capacity-capped window of, instead of one small slice per resource.
+	w walker
+}
+
+// Add summarizes one resource change.
+func (s *Summarizer) Add(rc *tfjson.ResourceChange) {
+	if rc == nil || rc.Change == nil {
+		return
+	}
+	d := &s.d
+	c := rc.Change
+	action := actionOf(c.Actions)
+	switch action {
+	case ActionNoop:
+		return
+	case ActionCreate:
+		d.Add++
+	case ActionUpdate:
+		d.Change++
+	case ActionDelete:
+		d.Destroy++
+	case ActionReplace:
+		d.Replace++
+	}
+	l := Line{
+		Address: rc.Address,
+		Action:  action,
+		Warning: action == ActionDelete || action == ActionReplace,
+	}
+	if rc.DeposedKey != "" {
+		l.Address += " (deposed object " + rc.DeposedKey + ")"
+	}
+	if action == ActionCreate || action == ActionUpdate || action == ActionReplace {
+		l.Attrs = s.w.attrs(action, "", c)
+		if action == ActionReplace && len(c.ReplacePaths) > 0 {
+			markReplacePaths(l.Attrs, c.ReplacePaths)
+		}
+	}
+	d.Lines = append(d.Lines, l)
+}
+
+// Diff adds p's output changes (p's resource changes are not read: they
+// went through Add) and returns the result.
+func (s *Summarizer) Diff(p *tfjson.Plan) Diff {
+	d := s.d
+	var outputs map[string]*tfjson.Change
+	if p != nil {
+		outputs = p.OutputChanges
+	}
+	names := make([]string, 0, len(outputs))
+	for name, c := range outputs {
 		if c != nil && !c.Actions.NoOp() && len(c.Actions) > 0 {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		c := p.OutputChanges[name]
+		c := outputs[name]
 		action := actionOf(c.Actions)
 		l := Line{Address: "output." + name, Action: action}
 		if action != ActionDelete {
-			l.Attrs = w.attrs(action, "value", c)
+			l.Attrs = s.w.attrs(action, "value", c)
 		}
 		d.Lines = append(d.Lines, l)
 	}
@@ -540,22 +562,26 @@ const (
 	forcesNote = " (forces replacement)"
 )
 
-func writeBlock(b *strings.Builder, l Line) {
+func writeBlock(b *strings.Builder, l Line) { writeBlockWith(b, l, clip) }
+
+func writeBlockWith(b *strings.Builder, l Line, value func(string) string) {
 	writeHeader(b, l)
 	for _, a := range l.Attrs {
 		b.WriteString(attrIndent)
 		b.WriteString(a.Name)
 		b.WriteString(": ")
 		if l.Action != ActionCreate {
-			b.WriteString(clip(a.Before))
+			b.WriteString(value(a.Before))
 			b.WriteString(arrow)
 		}
-		b.WriteString(clip(a.After))
+		b.WriteString(value(a.After))
 		if a.ForcesReplacement {
 			b.WriteString(forcesNote)
 		}
 	}
 }
+
+func unclipped(s string) string { return s }
 
 // headerRunes and blockRunes measure what writeHeader and writeBlock write,
 // in characters, without building it: truncation then only renders the lines
@@ -697,6 +723,34 @@ func (d Diff) Render(maxChars int) (text string, complete bool) {
 	out.WriteByte('\n')
 	out.WriteString(footer(len(d.Lines)-kept, partial))
 	return out.String(), false
+}
+
+// Text is the whole diff for the file attached to the chat message: what
+// Render(0) gives, with every value whole instead of clipped. It is made
+// from the plan already decoded for the summary, so a plan is read by
+// Terraform once (`terraform show -json`), not a second time as text;
+// sensitive values are masked as in Render.
+func (d Diff) Text() string {
+	summary := d.SummaryLine()
+	if d.NoChanges {
+		return summary + "\nNo changes.\n"
+	}
+	n := len(summary) + 1
+	for _, l := range d.Lines {
+		n += len(l.Address) + 32
+		for _, a := range l.Attrs {
+			n += len(a.Name) + len(a.Before) + len(a.After) + 16
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(summary)
+	for _, l := range d.Lines {
+		b.WriteByte('\n')
+		writeBlockWith(&b, l, unclipped)
+	}
+	b.WriteByte('\n')
+	return b.String()
 }
 
 func truncateRunes(s string, n int) string {

@@ -104,8 +104,9 @@ func TestSummarizeMasksSensitiveAndUnknown(t *testing.T) {
 	if !complete {
 		t.Fatal("unlimited render incomplete")
 	}
+	file := d.Text()
 	for _, secret := range []string{"hunter2", "s3cret", "t-old", "t-new", "p-old", "p-new", "o-old", "o-new"} {
-		if strings.Contains(text, secret) || strings.Contains(fmt.Sprint(d), secret) {
+		if strings.Contains(text, secret) || strings.Contains(file, secret) || strings.Contains(fmt.Sprint(d), secret) {
 			t.Errorf("sensitive value %q in the diff:\n%s", secret, text)
 		}
 	}
@@ -283,6 +284,21 @@ func TestRenderCutsBlocksToHeaders(t *testing.T) {
 	full, _ := d.Render(0)
 	if strings.Contains(full, strings.Repeat("x", maxValueRunes)) || !strings.Contains(full, `policy: "`+strings.Repeat("x", maxValueRunes-1)+"… → ") {
 		t.Fatal("long value not clipped in render")
+	}
+	// The attached file has what the message had to clip, value whole.
+	file := d.Text()
+	for _, want := range []string{
+		"+0 to add, ~1 to change, -0 to destroy, ±1 to replace\n",
+		"⚠️ -/+ a.big (replace)\n",
+		`    policy: "` + long + `" → "y"`,
+		"~ a.small (update)\n    v: \"1\" → \"2\"\n",
+	} {
+		if !strings.Contains(file, want) {
+			t.Errorf("attached text lacks %.80q:\n%.400s", want, file)
+		}
+	}
+	if got := (Diff{NoChanges: true}).Text(); got != "+0 to add, ~0 to change, -0 to destroy, ±0 to replace\nNo changes.\n" {
+		t.Errorf("no-change text %q", got)
 	}
 	text, complete := d.Render(300)
 	if complete || !strings.Contains(text, "⚠️ -/+ a.big (replace)\n") || strings.Contains(text, "policy") ||

@@ -154,37 +154,6 @@ func (r *Runner) Plan(ctx context.Context, planFile, target string) (hasChanges 
 	return hasChanges, nil
 }
 
-// ShowJSON decodes a saved plan, the input of Summarize.
-func (r *Runner) ShowJSON(ctx context.Context, planFile string) (*tfjson.Plan, error) {
-	abs, err := existingFile(planFile)
-	if err != nil {
-		return nil, err
-	}
-	var p *tfjson.Plan
-	err = r.runQuiet(ctx, "show", func(tf *tfexec.Terraform) error {
-		var err error
-		p, err = tf.ShowPlanFile(ctx, abs)
-		return err
-	})
-	return p, err
-}
-
-// ShowText renders a saved plan the way Terraform prints it, for the file
-// attached next to the chat summary. Escape sequences are stripped.
-func (r *Runner) ShowText(ctx context.Context, planFile string) (string, error) {
-	abs, err := existingFile(planFile)
-	if err != nil {
-		return "", err
-	}
-	var s string
-	err = r.runQuiet(ctx, "show", func(tf *tfexec.Terraform) error {
-		var err error
-		s, err = tf.ShowPlanFileRaw(ctx, abs)
-		return err
-	})
-	return StripANSI(s), err
-}
-
 // Apply applies the saved plan in planFile and nothing else: applying a
 // directory would make Terraform plan afresh and auto-approve changes nobody
 // reviewed. progress, when not nil, receives stdout line by line as Terraform
@@ -360,6 +329,11 @@ func (r *Runner) do(ctx context.Context, cmd string, logStdout bool, extra io.Wr
 	if err == nil {
 		return nil
 	}
+	return r.commandError(ctx, cmd, tail, redact, err)
+}
+
+// commandError explains a failed command with the tail of its stderr.
+func (r *Runner) commandError(ctx context.Context, cmd string, tail *tailBuffer, redact func(string) string, err error) error {
 	e := &Error{Command: cmd, Dir: r.Dir, Stderr: tail.lastLines(40, 4000)}
 	var exitErr *exec.ExitError
 	switch {
