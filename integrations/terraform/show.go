@@ -31,7 +31,11 @@ func (r *Runner) ShowJSON(ctx context.Context, planFile string) (*tfjson.Plan, e
 // gets every resource change as it is decoded and the returned plan holds
 // none, so a plan's changes never need to be in memory all at once (a
 // Summarizer keeps only what the chat shows of each).
-func (r *Runner) ShowPlan(ctx context.Context, planFile string, each func(*tfjson.ResourceChange)) (*tfjson.Plan, error) {
+func (r *Runner) ShowPlan(ctx context.Context, planFile string, each func(*tfjson.ResourceChange)) (_ *tfjson.Plan, err error) {
+	if r.Observe != nil {
+		// Counted like every command that goes through terraform-exec.
+		defer func() { r.Observe("show", err) }()
+	}
 	abs, err := existingFile(planFile)
 	if err != nil {
 		return nil, err
