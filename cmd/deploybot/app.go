@@ -202,7 +202,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups, cfg.Slack.GroupCacheMaxStale)
-	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
+	m.Engine = steps.NewEngine(m.Store, m.notifier(), roles, rb, m.Log)
 	if dir != nil {
 		m.Engine.SetDirectory(dir)
 	}

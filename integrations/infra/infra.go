@@ -36,6 +36,9 @@ type Infra struct {
 
 	mu   sync.Mutex
 	repo *git.Repo
+
+	ending sync.WaitGroup // RunEnded calls in flight (Notifier)
+	endMu  sync.Mutex     // one RunEnded at a time
 }
 
 // New makes the infrastructure adapter. token, when non-nil, authenticates
@@ -46,6 +49,7 @@ func New(cfg *config.Infra, token func() string) *Infra {
 
 // Close releases the clone's helpers.
 func (in *Infra) Close() error {
+	in.WaitEnded()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.repo != nil {
