@@ -33,7 +33,7 @@ import (
 // Main is the program, as a value: end-to-end tests start the real bot
 // in-process through it.
 type Main struct {
-	Mode       string // "bot", "console" or "check-config"
+	Mode       string // "bot", "console", "demo" or "check-config"
 	ConfigPath string
 	As         string // console: the Slack user id to act as
 
@@ -65,6 +65,7 @@ type Main struct {
 	Customize    func(rb *steps.Runbooks)
 	BeforeHandle func(kind string)
 
+	demo     demoState // deploybot demo (demo.go)
 	infra    *infra.Infra
 	http     *http.Server
 	httpAddr string
@@ -81,10 +82,17 @@ const usage = `usage:
   deploybot [--config FILE]                       run the Slack Socket Mode bot
   deploybot console --config FILE --as USER_ID    run the bot in this terminal
   deploybot check-config --config FILE            validate the configuration and exit
+  deploybot demo [--auto] [--scenario happy|failed-apply] [--dir DIR]
+                                                  the whole runbook against built-in test servers:
+                                                  no account, no network (--auto clicks by itself)
 The config file may also be named by $DEPLOYBOT_CONFIG.`
 
 // ParseArgs reads the subcommand and flags.
 func (m *Main) ParseArgs(args []string) error {
+	if len(args) > 0 && args[0] == "demo" {
+		m.Mode = "demo"
+		return m.parseDemoArgs(args[1:])
+	}
 	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config") {
 		m.Mode, args = args[0], args[1:]
 	}
@@ -113,6 +121,13 @@ func (m *Main) ParseArgs(args []string) error {
 // Run starts the program and blocks until ctx ends (or, for the console,
 // until its input ends).
 func (m *Main) Run(ctx context.Context) error {
+	if m.Mode == "demo" {
+		return m.runDemo(ctx)
+	}
+	return m.run(ctx)
+}
+
+func (m *Main) run(ctx context.Context) error {
 	cfg, err := config.Load(m.ConfigPath, m.Getenv)
 	if err != nil {
 		return err
@@ -187,7 +202,7 @@ func (m *Main) Run(ctx context.Context) error {
 	var console *bot.Console
 	var api *slack.Client
 	switch m.Mode {
-	case "console":
+	case "console", "demo":
 		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0])
 		chat = console
 		m.ready = func() bool { return true }
@@ -227,6 +242,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	if console != nil {
 		console.Attach(m.Bot)
+		if m.demo.started != nil {
+			m.demo.started()
+		}
 		return console.Run(ctx, m.Stdin)
 	}
 	return m.Socket.Run(ctx)
