@@ -241,7 +241,11 @@ func (d *driver) verdict(runs []*steps.Run, rec demo.Records) string {
 	case dep == nil:
 		return "No deploy was started."
 	case dep.State == steps.RunSucceeded:
-		return fmt.Sprintf("%s deployed %s to dev and prod; the infrastructure PR is open and merged into main.", dep.ID, dep.Version)
+		merged := ""
+		if rec.MainVersions["prod"] == dep.Version {
+			merged = ", and merged into main"
+		}
+		return fmt.Sprintf("%s deployed %s to dev and prod and opened the infrastructure PR%s.", dep.ID, dep.Version, merged)
 	case d.w.Scenario == demo.FailedApply && rb != nil && rb.State == steps.RunSucceeded:
 		return fmt.Sprintf("Failure path, as the scenario intends: production's apply of %s failed in %s, which was cancelled "+
 			"(data_refresh_cleared restored to false); %s rolled production back to %s with the rollback workflow (%d dispatch).",
