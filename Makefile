@@ -5,11 +5,12 @@ GO ?= go
 
 # The whole runbook, automated, with no account and no network: GitHub,
 # Airflow and Sentry are test servers inside the process, Terraform is real.
-# You click as two users (four-eyes); `go run ./cmd/deploybot demo --auto`
-# clicks by itself, and `--scenario failed-apply` shows a failed production
-# apply and its rollback.
+# You click as two users (four-eyes). `make demo DEMO_ARGS=--auto` clicks by
+# itself and prints a summary; DEMO_ARGS='--auto --scenario failed-apply'
+# shows a failed production apply and its rollback.
+DEMO_ARGS ?=
 demo: terraform
-	$(GO) run ./cmd/deploybot demo
+	$(GO) run ./cmd/deploybot demo $(DEMO_ARGS)
 
 # Runs the bot's main job with no account: the console against examples/.
 console: terraform

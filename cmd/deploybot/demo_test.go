@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/deploybot/deploybot/internal/demo"
 	"github.com/deploybot/deploybot/internal/testtool"
+	"github.com/deploybot/deploybot/steps"
 )
 
 // runDemo runs `deploybot demo --auto` in-process, as main would, and
@@ -185,5 +188,83 @@ func TestDemoRefusesBadInput(t *testing.T) {
 	}
 	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "make terraform") {
 		t.Errorf("missing Terraform: %v", err)
+	}
+}
+
+// Interactively, the person clicks: the demo tells them to switch to Bob
+// for production's plan (four-eyes is real: Alice is refused), and ends
+// with the summary once the deploy is done.
+func TestDemoInteractiveTellsWhoMustClick(t *testing.T) {
+	tf := testtool.Terraform(t)
+	inR, inW := io.Pipe()
+	out := newSyncBuffer()
+	m := NewMain()
+	m.Stdin, m.Stdout, m.Stderr = inR, out, testWriter{t}
+	m.Getenv = func(k string) string {
+		if k == "DEPLOYBOT_TERRAFORM" {
+			return tf
+		}
+		return ""
+	}
+	if err := m.ParseArgs([]string{"demo", "--dir", filepath.Join(t.TempDir(), "demo")}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	defer inW.Close()
+	say := func(line string) {
+		t.Helper()
+		if _, err := fmt.Fprintln(inW, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitOutput(t, out, 0, "Start with:  /deploy ingestion-server")
+	// The console has started once it greets; the engine is up.
+	waitOutput(t, out, 0, "deploybot console: you are U0ALICE")
+	say("/deploy ingestion-server")
+
+	answered := map[string]bool{}
+	deadline := time.Now().Add(wait * 3)
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("demo: %v\n%s", err, out.String())
+			}
+			if err := m.Close(); err != nil {
+				t.Error(err)
+			}
+			sum := m.demo.summary
+			wantLines(t, sum, "run-1 deployed "+m.demo.world.Version+" to dev and prod", "“Production (prod): verify the plan”: approve by U0BOB")
+			wantLines(t, out.String(), "Four eyes: U0ALICE started run-1, so U0BOB must answer “Production (prod): verify the plan”. Type  :as U0BOB",
+				"four-eyes applies to prod")
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the interactive demo did not finish:\n%s", out.String())
+		}
+		var cur *steps.StepState
+		for _, r := range m.Engine.OpenRuns() {
+			if c := r.Current(); c != nil && c.Status == steps.StepWaiting && len(c.Buttons) > 0 {
+				cur = c
+			}
+		}
+		if cur == nil || answered[fmt.Sprint(cur.ID, cur.Seq)] {
+			continue
+		}
+		answered[fmt.Sprint(cur.ID, cur.Seq)] = true
+		// Wait until the console shows the step's buttons.
+		waitOutput(t, out, 0, fmt.Sprintf("%d. %s*\n", cur.Index+1, cur.Title))
+		if cur.ID == "plan:prod" {
+			pos := waitOutput(t, out, 0, "Four eyes: U0ALICE started run-1")
+			say("1") // Alice first: refused
+			waitOutput(t, out, pos, "four-eyes applies to prod")
+			say(":as U0BOB")
+			say("1")
+			say(":as U0ALICE")
+			continue
+		}
+		say("1")
 	}
 }
