@@ -24,8 +24,9 @@ type demoState struct {
 	auto     bool
 	scenario demo.Scenario
 	dir      string
-	// watch shortens sentry.watch (tests); 0 keeps the demo's default.
-	watch time.Duration
+	// watch and delay shorten sentry.watch and the test servers'
+	// workflows (tests, benchmarks); 0 keeps the demo's defaults.
+	watch, delay time.Duration
 
 	world   *demo.World
 	started func() // called once the console is attached (app.go)
@@ -67,7 +68,7 @@ func (m *Main) runDemo(ctx context.Context) error {
 			return err
 		}
 	}
-	w, err := demo.Start(ctx, dir, demo.Options{Scenario: m.demo.scenario, Terraform: tf, Watch: m.demo.watch})
+	w, err := demo.Start(ctx, dir, demo.Options{Scenario: m.demo.scenario, Terraform: tf, Watch: m.demo.watch, Delay: m.demo.delay})
 	if err != nil {
 		return err
 	}
@@ -93,10 +94,15 @@ func (m *Main) runDemo(ctx context.Context) error {
 		m.Stdin = r
 	}
 	d.intro()
-	m.demo.started = func() { go d.run(runCtx) }
+	launched := false
+	// Called by m.run on this goroutine, once the console is attached.
+	m.demo.started = func() {
+		launched = true
+		go d.run(runCtx)
+	}
 	err = m.run(runCtx)
 	cancel()
-	if m.demo.started != nil && m.Engine != nil {
+	if launched {
 		<-d.done
 	}
 	if m.Store != nil {

@@ -85,8 +85,10 @@ type Options struct {
 	// examples/infrastructure as built into the binary.
 	Infrastructure fs.FS
 	// Watch is sentry.watch (default 10s); Poll is how often deploybot
-	// asks GitHub and Sentry (default 250ms).
-	Watch, Poll time.Duration
+	// asks GitHub and Sentry (default 250ms); Delay is how long GitHub's
+	// workflows take: the build, the changelog PR after it, the rollback
+	// (default 3s; a benchmark may want them nearly instant).
+	Watch, Poll, Delay time.Duration
 	// LogLevel is the config's log.level (default "error": the console
 	// is the demo's output).
 	LogLevel string
@@ -139,6 +141,9 @@ func Start(ctx context.Context, dir string, opts Options) (*World, error) {
 	if opts.Poll == 0 {
 		opts.Poll = 250 * time.Millisecond
 	}
+	if opts.Delay == 0 {
+		opts.Delay = 3 * time.Second
+	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "error"
 	}
@@ -156,9 +161,9 @@ func Start(ctx context.Context, dir string, opts Options) (*World, error) {
 		Remote: filepath.Join(dir, "infrastructure.git"), Workdir: filepath.Join(dir, "work"),
 		Release: "ingestion_server-" + stamp, Version: "rel-" + stamp, stop: make(chan struct{}),
 		Env: map[string]string{"GITHUB_TOKEN": githubToken, "SENTRY_AUTH_TOKEN": sentryToken, "AIRFLOW_USERNAME": airflowUser, "AIRFLOW_PASSWORD": airflowPass}}
-	w.seedGitHub(drafted)
+	w.seedGitHub(drafted, opts.Delay)
 	w.seedAirflow()
-	w.seedSentry()
+	w.seedSentry(min(2*time.Second, opts.Watch/4))
 	if err := w.makeRemote(ctx, opts); err != nil {
 		w.Close()
 		return nil, err
@@ -216,7 +221,7 @@ func releaseBody() string {
 	}, "\n")
 }
 
-func (w *World) seedGitHub(drafted time.Time) {
+func (w *World) seedGitHub(drafted time.Time, delay time.Duration) {
 	gh := githubtest.NewServer()
 	w.GitHub = gh
 	gh.SetToken(githubToken)
@@ -230,12 +235,12 @@ func (w *World) seedGitHub(drafted time.Time) {
 	gh.AddRelease(Monorepo, githubtest.Release{Tag: w.Release, Name: w.Release, Draft: true, CreatedAt: drafted, Body: releaseBody()})
 	// Publishing runs the build workflow, which tags the image and opens
 	// the changelog PR from the bot account.
-	gh.OnPublish(Monorepo, BuildWorkflow, "success", 3*time.Second)
-	gh.OnPublishPR(Monorepo, 4*time.Second, func(r githubtest.Release) githubtest.PR {
+	gh.OnPublish(Monorepo, BuildWorkflow, "success", delay)
+	gh.OnPublishPR(Monorepo, delay+delay/3, func(r githubtest.Release) githubtest.PR {
 		return githubtest.PR{Title: "Publish changelog for " + r.Tag, Head: "changelog/" + r.Tag, Base: "main", User: ChangelogAuthor,
 			Body: "This PR was created automatically by the `" + BuildWorkflow + "` workflow for the release " + r.Tag + "."}
 	})
-	gh.OnDispatch(InfraRep, RollbackWorkflow, "success", 3*time.Second)
+	gh.OnDispatch(InfraRep, RollbackWorkflow, "success", delay)
 	// GitHub's copy of the infrastructure repository is, in the demo, the
 	// local bare repository: the server must know the run branches the
 	// infrastructure PRs are opened from. A fresh world numbers its runs
@@ -255,13 +260,13 @@ func (w *World) seedAirflow() {
 	af.AddRun("audio_data_refresh", airflowtest.DagRun{RunID: "scheduled__" + week.Format("2006-01-02T15:04:05+00:00"), State: "success", StartDate: week, QueuedAt: week})
 }
 
-func (w *World) seedSentry() {
+// seedSentry raises the issue after into the production watch.
+func (w *World) seedSentry(after time.Duration) {
 	sn := sentrytest.NewServer(sentryToken)
 	w.Sentry = sn
 	sn.AddProject(sentryProject, 42)
-	// One new issue in production, a few seconds into the watch after the
-	// production deploy marker: what a deploy that breaks something
-	// small looks like.
+	// One new issue in production, shortly after the production deploy
+	// marker: what a deploy that breaks something small looks like.
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -280,7 +285,7 @@ func (w *World) seedSentry() {
 				select {
 				case <-w.stop:
 					return
-				case <-time.After(2 * time.Second):
+				case <-time.After(after):
 				}
 				now := time.Now()
 				sn.AddIssue(sentryProject, "production", sentrytest.Issue{ID: sentryIssueID, ShortID: sentryIssueSID,
