@@ -106,8 +106,14 @@ func (m *Main) runDemo(ctx context.Context) error {
 		<-d.done
 	}
 	if m.Store != nil {
-		if m.infra != nil {
-			m.infra.WaitEnded() // the merge into main, for the summary
+		if m.infra != nil && d.deployID != "" {
+			// The merge into main happens just after the run ends; the
+			// summary shows it.
+			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			if r, err := m.Engine.Run(wctx, d.deployID); err == nil && !r.State.Open() {
+				m.infra.WaitRunEnded(wctx, d.deployID)
+			}
+			wcancel()
 		}
 		m.demo.records = w.Records(context.WithoutCancel(ctx))
 		m.demo.summary = d.summary(context.WithoutCancel(ctx), m.demo.records)

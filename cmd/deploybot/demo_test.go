@@ -219,8 +219,10 @@ func TestDemoInteractiveTellsWhoMustClick(t *testing.T) {
 		}
 	}
 	waitOutput(t, out, 0, "Start with:  /deploy ingestion-server")
-	// The console has started once it greets; the engine is up.
+	// The console has started once it greets; the engine is up. (Taken
+	// once: the demo clears m.Engine when it shuts down.)
 	waitOutput(t, out, 0, "deploybot console: you are U0ALICE")
+	eng := m.Engine
 	say("/deploy ingestion-server")
 
 	answered := map[string]bool{}
@@ -245,7 +247,7 @@ func TestDemoInteractiveTellsWhoMustClick(t *testing.T) {
 			t.Fatalf("the interactive demo did not finish:\n%s", out.String())
 		}
 		var cur *steps.StepState
-		for _, r := range m.Engine.OpenRuns() {
+		for _, r := range eng.OpenRuns() {
 			if c := r.Current(); c != nil && c.Status == steps.StepWaiting && len(c.Buttons) > 0 {
 				cur = c
 			}

@@ -37,8 +37,9 @@ type Infra struct {
 	mu   sync.Mutex
 	repo *git.Repo
 
-	ending sync.WaitGroup // RunEnded calls in flight (Notifier)
-	endMu  sync.Mutex     // one RunEnded at a time
+	ending sync.WaitGroup           // RunEnded calls in flight (Notifier)
+	endMu  sync.Mutex               // one RunEnded at a time
+	ended  map[string]chan struct{} // closed once a run's RunEnded is over; under mu
 }
 
 // New makes the infrastructure adapter. token, when non-nil, authenticates

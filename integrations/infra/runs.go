@@ -157,8 +157,34 @@ func (n *endNotifier) RunChanged(r *steps.Run) {
 		if n.report != nil {
 			n.report(r, res, err)
 		}
+		close(n.in.endedCh(r.ID))
 	}()
 }
 
 // WaitEnded waits until the work RunEnded started for ended runs is over.
 func (in *Infra) WaitEnded() { in.ending.Wait() }
+
+// WaitRunEnded waits until the Notifier has tidied up after run id (merged
+// its branch, pruned folders), or ctx ends. It reports whether it has.
+func (in *Infra) WaitRunEnded(ctx context.Context, id string) bool {
+	select {
+	case <-in.endedCh(id):
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (in *Infra) endedCh(id string) chan struct{} {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.ended == nil {
+		in.ended = map[string]chan struct{}{}
+	}
+	ch, ok := in.ended[id]
+	if !ok {
+		ch = make(chan struct{})
+		in.ended[id] = ch
+	}
+	return ch
+}
