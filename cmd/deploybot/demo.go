@@ -30,6 +30,8 @@ type demoState struct {
 
 	world   *demo.World
 	started func() // called once the console is attached (app.go)
+	// attached is closed then (tests wait on it before reading m.Engine).
+	attached chan struct{}
 	// Summary and Records are what the demo reported at its end.
 	summary string
 	records demo.Records
@@ -52,6 +54,7 @@ func (m *Main) parseDemoArgs(args []string) error {
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
 	m.demo.scenario = sc
+	m.demo.attached = make(chan struct{})
 	return nil
 }
 
@@ -98,6 +101,7 @@ func (m *Main) runDemo(ctx context.Context) error {
 	// Called by m.run on this goroutine, once the console is attached.
 	m.demo.started = func() {
 		launched = true
+		close(m.demo.attached)
 		go d.run(runCtx)
 	}
 	err = m.run(runCtx)
