@@ -293,6 +293,9 @@ func (d *driver) attend(ctx context.Context, r *steps.Run) error {
 		case expectedFailure:
 			d.say("Production's apply failed, as this scenario intends (Terraform's error is above). Click \"Cancel run\": "+
 				"data_refresh_cleared goes back to false. Then roll back with  /rollback %s", demo.PreviousVersion)
+		case cur.ID == "changelog" && strings.Contains(noteOf(r, "sentry"), "new issue"):
+			d.say("Sentry raised a new issue in production during the watch (above), as the demo intends. In a real deploy you would look at it: " +
+				"its Roll back button replaces this deploy with a rollback, Declare incident tells the team. To finish the runbook, approve the changelog PR.")
 		case cur.Status == steps.StepWaiting && (cur.ID == "plan:prod" || cur.ID == "rollback-confirm"):
 			d.say("Four eyes: %s started %s, so %s must answer “%s”. Type  :as %s  then the button's number (and  :as %s  to switch back).",
 				r.Requester, r.ID, demo.Bob, cur.Title, demo.Bob, demo.Alice)
@@ -337,6 +340,13 @@ func (d *driver) attend(ctx context.Context, r *steps.Run) error {
 	}
 	d.clicked[key] = true
 	return nil
+}
+
+func noteOf(r *steps.Run, stepID string) string {
+	if st := r.StepByID(stepID); st != nil {
+		return st.Note
+	}
+	return ""
 }
 
 func hasVerb(st *steps.StepState, verb string) bool {

@@ -245,7 +245,7 @@ func TestDemoInteractiveTellsWhoMustClick(t *testing.T) {
 			sum := m.demo.summary
 			wantLines(t, sum, "run-1 deployed "+m.demo.world.Version+" to dev and prod", "“Production (prod): verify the plan”: approve by U0BOB")
 			wantLines(t, out.String(), "Four eyes: U0ALICE started run-1, so U0BOB must answer “Production (prod): verify the plan”. Type  :as U0BOB",
-				"four-eyes applies to prod")
+				"four-eyes applies to prod", "Sentry raised a new issue in production during the watch (above), as the demo intends.")
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
