@@ -188,3 +188,68 @@ func gitOut(t *testing.T, dir string, args ...string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// A base that moved since the run started gets a merge commit; a run whose
+// change conflicts with the new base is not merged, and says so.
+func TestMergeOnSuccessAfterTheBaseMoved(t *testing.T) {
+	remote := infraRepo(t, moduleTF)
+	workdir := filepath.Join(t.TempDir(), "work")
+	in := New(&config.Infra{CloneURL: remote, BaseBranch: "main", Workdir: workdir, KeepRuns: 10, MergeOnSuccess: true}, nil)
+	t.Cleanup(func() { in.Close() })
+	ctx := context.Background()
+	file := "environments/dev/main.tf"
+	// Three runs start from the same base.
+	start := func(id string) steps.Tree {
+		t.Helper()
+		tree, err := in.Tree(ctx, &steps.Run{ID: id, Service: "ingestion-server", Version: "rel-" + id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree
+	}
+	finish := func(id string, tree steps.Tree, files ...string) *steps.Run {
+		t.Helper()
+		if _, err := tree.Commit(ctx, "change of "+id, files...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tree.Push(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return &steps.Run{ID: id, State: steps.RunSucceeded, Data: map[string]string{"infra_branch": tree.Branch()}}
+	}
+	t1, t2, t3 := start("run-1"), start("run-2"), start("run-3")
+	if _, _, err := t1.SetAttribute(file, "ingestion-server", "image_tag", "rel-2024.09.09.05.40.20"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(workdir, "runs", "run-2", "NOTES.md"), []byte("notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := t3.SetAttribute(file, "ingestion-server", "image_tag", "rel-2024.10.10.10.10.10"); err != nil {
+		t.Fatal(err)
+	}
+	r1, r2, r3 := finish("run-1", t1, file), finish("run-2", t2, "NOTES.md"), finish("run-3", t3, file)
+
+	if _, err := in.RunEnded(ctx, r1, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := in.RunEnded(ctx, r2, nil)
+	if err != nil || res.Merged == "" {
+		t.Fatalf("merging after the base moved: %+v, %v", res, err)
+	}
+	if parents := strings.Fields(gitOut(t, remote, "log", "-1", "--format=%P", "main")); len(parents) != 2 {
+		t.Errorf("main's head has parents %v, want a merge commit", parents)
+	}
+	if body := gitOut(t, remote, "show", "main:"+file); !strings.Contains(body, "rel-2024.09.09.05.40.20") {
+		t.Errorf("the first run's change was lost:\n%s", body)
+	}
+	if gitOut(t, remote, "show", "main:NOTES.md") != "notes" {
+		t.Error("the second run's change is not on main")
+	}
+	main := gitOut(t, remote, "rev-parse", "main")
+	if _, err := in.RunEnded(ctx, r3, nil); err == nil || !strings.Contains(err.Error(), "conflicts with main") {
+		t.Errorf("a conflicting run: %v", err)
+	}
+	if gitOut(t, remote, "rev-parse", "main") != main {
+		t.Error("a conflicting merge moved main")
+	}
+}
