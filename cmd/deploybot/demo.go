@@ -97,6 +97,9 @@ func (m *Main) runDemo(ctx context.Context) error {
 		m.Stdin = r
 	}
 	d.intro()
+	if m.demo.attached == nil {
+		m.demo.attached = make(chan struct{})
+	}
 	launched := false
 	// Called by m.run on this goroutine, once the console is attached.
 	m.demo.started = func() {
