@@ -175,6 +175,9 @@ func stepDuration(st steps.StepState) string {
 	if st.StartedAt.IsZero() || st.EndedAt.IsZero() || st.EndedAt.Before(st.StartedAt) {
 		return "-"
 	}
+	if d := st.EndedAt.Sub(st.StartedAt); d < 50*time.Millisecond {
+		return "<0.1s"
+	}
 	return round(st.EndedAt.Sub(st.StartedAt)).String()
 }
 
@@ -243,7 +246,7 @@ func (d *driver) verdict(runs []*steps.Run, rec demo.Records) string {
 	case dep.State == steps.RunSucceeded:
 		merged := ""
 		if rec.MainVersions["prod"] == dep.Version {
-			merged = ", and merged into main"
+			merged = ", which was merged into main"
 		}
 		return fmt.Sprintf("%s deployed %s to dev and prod and opened the infrastructure PR%s.", dep.ID, dep.Version, merged)
 	case d.w.Scenario == demo.FailedApply && rb != nil && rb.State == steps.RunSucceeded:

@@ -63,7 +63,7 @@ func TestDemoAutoDeploysThroughTheWholeRunbook(t *testing.T) {
 		t.Fatalf("no summary printed:\n%s", out)
 	}
 	wantLines(t, sum,
-		"run-1 deployed "+v+" to dev and prod and opened the infrastructure PR, and merged into main.",
+		"run-1 deployed "+v+" to dev and prod and opened the infrastructure PR, which was merged into main.",
 		"run-1  Deploy ingestion-server "+v+": succeeded after",
 		"dev   rel-2023.07.03.17.52.00 → "+v+"  (applied, run-1)",
 		"prod  rel-2023.07.03.17.52.00 → "+v+"  (applied, run-1)",
