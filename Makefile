@@ -1,7 +1,16 @@
 # deploybot: the two set-up commands are `make console` and `make test`.
 GO ?= go
 
-.PHONY: console test bench build terraform fmt vet fuzz crash-matrix
+.PHONY: demo console test bench build terraform fmt vet fuzz crash-matrix
+
+# The whole runbook, automated, with no account and no network: GitHub,
+# Airflow and Sentry are test servers inside the process, Terraform is real.
+# You click as two users (four-eyes). `make demo DEMO_ARGS=--auto` clicks by
+# itself and prints a summary; DEMO_ARGS='--auto --scenario failed-apply'
+# shows a failed production apply and its rollback.
+DEMO_ARGS ?=
+demo: terraform
+	$(GO) run ./cmd/deploybot demo $(DEMO_ARGS)
 
 # Runs the bot's main job with no account: the console against examples/.
 console: terraform

@@ -161,7 +161,22 @@ type Infra struct {
 	// SENTRY_*, AIRFLOW_*, GITHUB_*, DEPLOYBOT_*) are refused. An explicit
 	// empty list means the baseline only.
 	TerraformEnv []string
+	// MergeOnSuccess (added key merge_on_success, default false) merges a
+	// succeeded run's branch into BaseBranch on the remote, as a reviewer
+	// merging the infrastructure PR would. It is for the console and the
+	// demo, whose local repository has no reviewer: without it every run
+	// would bump from the same old version. Production leaves the PR to
+	// people.
+	MergeOnSuccess bool
+	// KeepRuns (added key keep_runs, default DefaultKeepRuns) is how many
+	// finished runs keep their checkout and plan files under Workdir; older
+	// finished runs' folders are deleted when a run ends. Open runs are
+	// never touched.
+	KeepRuns int
 }
+
+// DefaultKeepRuns is infra.keep_runs when the key is absent.
+const DefaultKeepRuns = 10
 
 // DefaultTerraformEnv is infra.terraform_env when the key is absent: AWS_*
 // for the S3 backend and the AWS provider the Openverse infrastructure

@@ -98,7 +98,7 @@ func TestExampleParsesWithoutProblems(t *testing.T) {
 	if c.GitHub == nil || *c.GitHub != (GitHub{APIURL: "https://api.github.com/", Monorepo: "WordPress/openverse", InfraRepo: "WordPress/openverse-infrastructure", PollInterval: 15 * time.Second, BuildTimeout: 45 * time.Minute, ChangelogTimeout: 30 * time.Minute, RollbackTimeout: 30 * time.Minute, ChangelogAuthor: "openverse-bot"}) {
 		t.Errorf("GitHub = %+v", c.GitHub)
 	}
-	if c.Infra == nil || !reflect.DeepEqual(*c.Infra, Infra{"https://github.com/WordPress/openverse-infrastructure.git", "main", filepath.Join(dir, "work"), "terraform", DefaultTerraformEnv}) {
+	if c.Infra == nil || !reflect.DeepEqual(*c.Infra, Infra{CloneURL: "https://github.com/WordPress/openverse-infrastructure.git", BaseBranch: "main", Workdir: filepath.Join(dir, "work"), TerraformBin: "terraform", TerraformEnv: DefaultTerraformEnv, KeepRuns: DefaultKeepRuns}) {
 		t.Errorf("Infra = %+v", c.Infra)
 	}
 	if c.Airflow == nil || c.Airflow.URL != "https://airflow.openverse.org" || c.Airflow.APIVersion != 2 ||
@@ -177,7 +177,7 @@ sentry: { org: o, project: p, url: "https://sentry.example.com" }
 	if c.GitHub.APIURL != "https://api.github.com/" {
 		t.Errorf("GitHub.APIURL = %q", c.GitHub.APIURL)
 	}
-	if !reflect.DeepEqual(*c.Infra, Infra{"https://example.com/infra.git", "main", "/etc/deploybot/work", "terraform", DefaultTerraformEnv}) {
+	if !reflect.DeepEqual(*c.Infra, Infra{CloneURL: "https://example.com/infra.git", BaseBranch: "main", Workdir: "/etc/deploybot/work", TerraformBin: "terraform", TerraformEnv: DefaultTerraformEnv, KeepRuns: DefaultKeepRuns}) {
 		t.Errorf("Infra = %+v", *c.Infra)
 	}
 	if c.Airflow.URL != "https://airflow.example.com" || c.Airflow.APIVersion != 2 || !reflect.DeepEqual(c.Airflow.DataRefreshDAGs, DefaultDataRefreshDAGs) {

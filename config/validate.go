@@ -239,9 +239,9 @@ func (w *walker) infra(f fieldSet) *Infra {
 	if f.vals["infra"] == nil {
 		return nil
 	}
-	in := &Infra{BaseBranch: "main", Workdir: w.resolve("./work"), TerraformBin: "terraform"}
+	in := &Infra{BaseBranch: "main", Workdir: w.resolve("./work"), TerraformBin: "terraform", KeepRuns: DefaultKeepRuns}
 	in.TerraformEnv = slices.Clone(DefaultTerraformEnv)
-	inf, ok := w.section(f, "infra", "clone_url", "base_branch", "workdir", "terraform_bin", "terraform_env")
+	inf, ok := w.section(f, "infra", "clone_url", "base_branch", "workdir", "terraform_bin", "terraform_env", "merge_on_success", "keep_runs")
 	if !ok {
 		return in
 	}
@@ -257,6 +257,16 @@ func (w *walker) infra(f fieldSet) *Infra {
 	}
 	if strings.Contains(in.TerraformBin, "/") {
 		in.TerraformBin = w.resolve(in.TerraformBin)
+	}
+	in.MergeOnSuccess = w.boolean(inf, "merge_on_success")
+	if n := inf.vals["keep_runs"]; n != nil {
+		if v, ok := w.integer(n, inf.at("keep_runs")); ok {
+			if v < 1 {
+				w.add(n, inf.at("keep_runs"), fmt.Sprintf("must be at least 1 (the run that just ended keeps its folder), got %d", v))
+			} else {
+				in.KeepRuns = v
+			}
+		}
 	}
 	return in
 }

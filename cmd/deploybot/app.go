@@ -32,7 +32,7 @@ import (
 // Main is the program, as a value: end-to-end tests start the real bot
 // in-process through it.
 type Main struct {
-	Mode       string // "bot", "console", "check-config", "healthcheck", "migrate" or "export"
+	Mode       string // "bot", "console", "demo", "check-config", "healthcheck", "migrate" or "export"
 	ConfigPath string
 	As         string // console: the Slack user id to act as
 	ExportTo   string // export: the PostgreSQL URL to copy the SQLite state into
@@ -71,6 +71,7 @@ type Main struct {
 	Customize    func(rb *steps.Runbooks)
 	BeforeHandle func(kind string)
 
+	demo     demoState // deploybot demo (demo.go)
 	infra    *infra.Infra
 	http     *http.Server
 	httpAddr string
@@ -86,6 +87,9 @@ func NewMain() *Main {
 const usage = `usage:
   deploybot [--config FILE]                       run the Slack Socket Mode bot
   deploybot console --config FILE --as USER_ID    run the bot in this terminal
+  deploybot demo [--auto] [--scenario happy|failed-apply] [--dir DIR]
+                                                  the whole runbook against built-in test servers:
+                                                  no account, no network (--auto clicks by itself)
   deploybot check-config --config FILE [--online] validate the configuration (--online: and try each token and URL) and exit
   deploybot healthcheck --config FILE             exit 0 when the running bot's /readyz answers 200 (the image's HEALTHCHECK)
   deploybot migrate --config FILE                 apply the store's migrations and exit
@@ -95,6 +99,10 @@ The config file may also be named by $DEPLOYBOT_CONFIG.`
 
 // ParseArgs reads the subcommand and flags.
 func (m *Main) ParseArgs(args []string) error {
+	if len(args) > 0 && args[0] == "demo" {
+		m.Mode = "demo"
+		return m.parseDemoArgs(args[1:])
+	}
 	if len(args) > 0 && (args[0] == "console" || args[0] == "check-config" || args[0] == "healthcheck" || args[0] == "migrate" || args[0] == "export") {
 		m.Mode, args = args[0], args[1:]
 	}
@@ -137,6 +145,13 @@ func (m *Main) ParseArgs(args []string) error {
 // Run starts the program and blocks until ctx ends (or, for the console,
 // until its input ends).
 func (m *Main) Run(ctx context.Context) error {
+	if m.Mode == "demo" {
+		return m.runDemo(ctx)
+	}
+	return m.run(ctx)
+}
+
+func (m *Main) run(ctx context.Context) error {
 	cfg, err := config.Load(m.ConfigPath, m.Getenv)
 	if err != nil {
 		return err
@@ -223,7 +238,7 @@ func (m *Main) Run(ctx context.Context) error {
 	var console *bot.Console
 	var api *slack.Client
 	switch m.Mode {
-	case "console":
+	case "console", "demo":
 		console = bot.NewConsole(m.Stdout, m.As, cfg.Slack.DeployChannels[0])
 		chat = console
 		m.ready = func() bool { return true }
@@ -238,7 +253,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups, cfg.Slack.GroupCacheMaxStale)
-	m.Engine = steps.NewEngine(m.Store, m.Bot, roles, rb, m.Log)
+	m.Engine = steps.NewEngine(m.Store, m.notifier(), roles, rb, m.Log)
 	m.Engine.SetObserver(m.metrics().Runs())
 	if dir != nil {
 		m.Engine.SetDirectory(dir)
@@ -265,6 +280,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	if console != nil {
 		console.Attach(m.Bot)
+		if m.demo.started != nil {
+			m.demo.started()
+		}
 		return console.Run(ctx, m.Stdin)
 	}
 	return m.Socket.Run(ctx)

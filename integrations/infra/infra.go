@@ -48,6 +48,10 @@ type Infra struct {
 	// `terraform show -json` on a plan already decoded. A plan file that
 	// changed since (or one planned before a restart) is decoded again.
 	planned map[string]plannedFile
+
+	ending sync.WaitGroup           // RunEnded calls in flight (Notifier)
+	endMu  sync.Mutex               // one RunEnded at a time
+	ended  map[string]chan struct{} // closed once a run's RunEnded is over; under mu
 }
 
 type plannedFile struct {
@@ -63,6 +67,7 @@ func New(cfg *config.Infra, token func() string) *Infra {
 
 // Close releases the clone's helpers.
 func (in *Infra) Close() error {
+	in.WaitEnded()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.repo != nil {
