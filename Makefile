@@ -1,14 +1,15 @@
-# deploybot: the two set-up commands are `make console` and `make test`.
+# deploybot: the two set-up commands are `make demo` and `make test`.
 GO ?= go
 
 .PHONY: demo console test bench build terraform fmt vet fuzz crash-matrix
 
 # The whole runbook, automated, with no account and no network: GitHub,
 # Airflow and Sentry are test servers inside the process, Terraform is real.
-# You click as two users (four-eyes). `make demo DEMO_ARGS=--auto` clicks by
-# itself and prints a summary; DEMO_ARGS='--auto --scenario failed-apply'
-# shows a failed production apply and its rollback.
-DEMO_ARGS ?=
+# By default it clicks through by itself (as two people: four-eyes is real)
+# and ends with a summary, so the main command always completes on its own;
+# `make demo DEMO_ARGS=` lets you click; DEMO_ARGS='--auto --scenario
+# failed-apply' shows a failed production apply and its rollback.
+DEMO_ARGS ?= --auto
 demo: terraform
 	$(GO) run ./cmd/deploybot demo $(DEMO_ARGS)
 
