@@ -13,11 +13,15 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates openssh-client \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 deploybot
+ && useradd --create-home --uid 10001 deploybot \
+ && mkdir -p /home/deploybot/state \
+ && chown deploybot:deploybot /home/deploybot/state
 COPY --from=build /out/deploybot /out/terraform /usr/local/bin/
 USER deploybot
 WORKDIR /home/deploybot
-# state_path and infra.workdir should point into this volume.
+# state_path and infra.workdir should point into this volume. The directory
+# exists and belongs to deploybot before VOLUME, so a new named volume is
+# created with that owner (and not root's).
 VOLUME ["/home/deploybot/state"]
 ENV DEPLOYBOT_CONFIG=/etc/deploybot/config.yaml
 # /healthz, /readyz and /metrics on every interface, so the port can be

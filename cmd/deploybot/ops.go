@@ -133,6 +133,9 @@ func (m *Main) healthcheck(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http_addr %s: %w", addr, err)
 	}
+	if port == "0" {
+		return fmt.Errorf("http_addr %s picks a free port at random, so there is no known address to ask; set a fixed port (or DEPLOYBOT_HTTP_ADDR) to check the bot's health", addr)
+	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 		if ip != nil && ip.To4() == nil {

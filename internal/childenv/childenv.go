@@ -22,7 +22,9 @@ var Baseline = []string{
 
 // Forbidden are prefixes no child may ever inherit, whatever a caller or the
 // configuration allows: deploybot's own credentials live under them.
-var Forbidden = []string{"SLACK_", "SENTRY_", "AIRFLOW_", "GITHUB_", "DEPLOYBOT_"}
+// PGPASS covers PGPASSWORD and PGPASSFILE, where the PostgreSQL store's
+// password may come from.
+var Forbidden = []string{"SLACK_", "SENTRY_", "AIRFLOW_", "GITHUB_", "DEPLOYBOT_", "PGPASS"}
 
 // IsForbidden reports whether name is one of deploybot's own variables.
 func IsForbidden(name string) bool {

@@ -24,6 +24,7 @@ func TestPatternReachesForbidden(t *testing.T) {
 		"AWS_*": false, "TF_TOKEN_*": false, "GOOGLE_APPLICATION_CREDENTIALS": false,
 		"GITHUB_TOKEN": true, "SLACK_*": true, "GIT*": true, "*": true, "S*": true,
 		"SENTRY_DSN": true, "DEPLOYBOT_GIT_TOKEN": true, "AIRFLOW_*": true, "GITLAB_*": false,
+		"PGPASSWORD": true, "PG*": true, "PGHOST": false,
 	} {
 		if got := PatternReachesForbidden(p); got != want {
 			t.Errorf("PatternReachesForbidden(%q) = %v, want %v", p, got, want)
