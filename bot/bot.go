@@ -147,6 +147,10 @@ func (b *Bot) HandleClick(ctx context.Context, c Click) {
 }
 
 func (b *Bot) answerErr(ctx context.Context, reply Reply, err error) {
+	if errors.Is(err, steps.ErrForwarded) {
+		b.reply(ctx, reply, ":inbox_tray: Received. Another deploybot replica is running this run and acts on it in a moment; its thread shows the result.")
+		return
+	}
 	var rf *steps.Refused
 	if errors.As(err, &rf) {
 		b.reply(ctx, reply, ":no_entry: "+rf.Msg)

@@ -93,6 +93,10 @@ func (e *Engine) SetReplica(leases Leases, owner string, ttl time.Duration) {
 	e.rep = rep
 }
 
+// Replicated reports whether the engine shares its store with other
+// replicas (SetReplica).
+func (e *Engine) Replicated() bool { return e.rep != nil }
+
 // fenced reports whether the run's lease may be lost: nothing of the run
 // may be done or saved any more.
 func (l *live) fenced() bool {
@@ -122,7 +126,7 @@ func (e *Engine) MayDeliver(r *Run) bool {
 
 // holdNew takes the lease of a run just created.
 func (e *Engine) holdNew(ctx context.Context, runID string) (*Lease, error) {
-	lease, err := Hold(context.WithoutCancel(ctx), e.rep.leases, runID, e.rep.owner, e.rep.ttl)
+	lease, err := Hold(ctx, e.rep.leases, runID, e.rep.owner, e.rep.ttl)
 	if err != nil {
 		e.log.Warn("could not take the lease of a new run; another replica will resume it", zap.String("run_id", runID), zap.Error(err))
 	}
@@ -143,7 +147,7 @@ func (e *Engine) takeOver(ctx context.Context, runID string) (bool, error) {
 	if err != nil || !r.State.Open() {
 		return false, nil
 	}
-	lease, err := Hold(context.WithoutCancel(ctx), rep.leases, runID, rep.owner, rep.ttl)
+	lease, err := Hold(ctx, rep.leases, runID, rep.owner, rep.ttl)
 	if err != nil {
 		return false, err
 	}
