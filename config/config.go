@@ -81,6 +81,10 @@ type Config struct {
 	// postgres:// URL without a password (that is Secrets.DatabasePassword);
 	// "" keeps state in SQLite at StatePath.
 	StoreURL string
+	// LeaseTTL (store.lease_ttl, default 15s, at least 3s) is how long a
+	// replica's lease on a run lasts unrenewed: the takeover time after a
+	// replica dies. Used with store.url only.
+	LeaseTTL time.Duration
 	// ShutdownGrace (shutdown_grace, default 10m) is how long a SIGTERM
 	// lets a running terraform apply finish before it is cancelled.
 	ShutdownGrace time.Duration

@@ -227,6 +227,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Engine.SetDirectory(dir)
 	}
 	m.Bot.SetEngine(m.Engine)
+	m.setReplica()
 	// What the last process left owed is delivered first (and looked for
 	// in Slack before it is sent), then runs resume.
 	if err := m.Bot.DeliverPending(ctx); err != nil {
@@ -345,6 +346,10 @@ func (m *Main) serveHTTP() error {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if m.ready == nil || !m.ready() {
 			http.Error(w, "not connected to Slack", http.StatusServiceUnavailable)
+			return
+		}
+		if err := m.pingStore(r.Context()); err != nil {
+			http.Error(w, "the store does not answer", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
