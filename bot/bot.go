@@ -181,7 +181,7 @@ func (b *Bot) audit(ctx context.Context, user, action, detail string) {
 
 // statusView lists open runs, the services they lock, and who each waits on.
 func (b *Bot) statusView(ctx context.Context) View {
-	runs := b.eng.OpenRuns()
+	runs := b.eng.SharedOpenRuns(ctx)
 	if len(runs) == 0 {
 		return textView("No runs are open; every service is free. Start one with `/deploy <service> <tag>`.")
 	}

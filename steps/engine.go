@@ -143,7 +143,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 		// both find no incident.
 		e.incidentMu.Lock()
 		defer e.incidentMu.Unlock()
-		for _, o := range e.OpenRuns() {
+		for _, o := range e.SharedOpenRuns(ctx) {
 			if o.Kind == KindIncident && o.Data["from_run"] == from {
 				e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: "incident for " + from + " already open: " + o.ID})
 				return nil, refuse("An incident about %s is already open: %s, declared by <@%s>. Follow it there.", from, o.ID, o.Requester)

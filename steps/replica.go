@@ -435,3 +435,28 @@ func (e *Engine) runForwarded(ctx context.Context, f forwarded) {
 		e.log.Error("a request from another replica failed", zap.String("run_id", f.Req.RunID), zap.String("verb", f.Req.Verb), zap.Error(err))
 	}
 }
+
+// SharedOpenRuns is OpenRuns across replicas: the runs another replica
+// executes are read from the store (this replica's own from memory), so
+// /deploy status and the Home tab show every open run whichever replica
+// answers. Without replicas it is OpenRuns. A store that does not answer
+// leaves this replica's own runs.
+func (e *Engine) SharedOpenRuns(ctx context.Context) []*Run {
+	local := e.OpenRuns()
+	if e.rep == nil {
+		return local
+	}
+	stored, err := e.store.OpenRuns(ctx)
+	if err != nil {
+		e.log.Warn("listing open runs of other replicas failed", zap.Error(err))
+		return local
+	}
+	out := make([]*Run, 0, len(stored))
+	for _, r := range stored {
+		if l := e.liveRun(r.ID); l != nil {
+			r = l.snap.Load().Clone()
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -67,15 +67,16 @@ func (db *DB) WaitActions(ctx context.Context, woken func()) error {
 		return wrap("listen for requests", err)
 	}
 	// The connection has a LISTEN on it: it does not go back to the pool.
-	defer conn.Hijack().Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+actionsChannel); err != nil {
+	pc := conn.Hijack()
+	defer pc.Close(context.Background())
+	if _, err := pc.Exec(ctx, "LISTEN "+actionsChannel); err != nil {
 		return wrap("listen for requests", err)
 	}
 	// A request recorded before the LISTEN took effect is found by this
 	// first look.
 	woken()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		if _, err := pc.WaitForNotification(ctx); err != nil {
 			return wrap("listen for requests", err)
 		}
 		woken()
