@@ -367,6 +367,7 @@ func (e *Engine) forward(ctx context.Context, kind string, req ActionRequest) er
 	if err := e.rep.mail.AddPendingAction(context.WithoutCancel(ctx), &PendingAction{RunID: req.RunID, Body: body, CreatedAt: e.now().UTC()}); err != nil {
 		return fmt.Errorf("passing the request on to the replica that runs %s: %w", req.RunID, err)
 	}
+	e.audit(ctx, AuditEvent{RunID: req.RunID, Actor: req.User, Action: "request.forwarded", Detail: kind + " " + req.Verb + ": recorded for the replica that runs the run"})
 	return ErrForwarded
 }
 
