@@ -204,8 +204,13 @@ func TestStolenLeaseStopsTheOldHoldersStep(t *testing.T) {
 		t.Fatalf("a Retry clicked on A, which no longer holds the run, answered %v; want it passed on", err)
 	}
 	recB.waitRun(t, r.ID, "B to run the Retry clicked on A", func(r *steps.Run) bool { return r.Steps[0].Status == steps.StepRunning })
-	if n := f.step.started(); n != 2 {
-		t.Fatalf("after the Retry the apply started %d times, want 2", n)
+	// The step is announced running just before it starts.
+	deadline = time.Now().Add(10 * time.Second)
+	for f.step.started() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the Retry the apply started %d times, want 2", f.step.started())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if len(a.OpenRuns()) != 0 {
 		t.Fatal("A took the run back while B holds it")
