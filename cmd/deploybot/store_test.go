@@ -266,7 +266,7 @@ func TestConsoleRunsOnPostgres(t *testing.T) {
 	pos = waitOutput(t, out, pos, "Started run-1")
 	pos = waitOutput(t, out, pos, "[1] ")
 	say("1") // Check the dashboards: done
-	waitOutput(t, out, pos, ". Confirm*")
+	waitOutput(t, out, pos, "· 2. Confirm")
 	stop()
 
 	say, out, stop = start()
