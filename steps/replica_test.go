@@ -217,6 +217,31 @@ func TestStolenLeaseStopsTheOldHoldersStep(t *testing.T) {
 	}
 	close(f.step.release)
 	recB.waitRun(t, r.ID, "the run to go on to its approval on B", func(r *steps.Run) bool { return r.Steps[1].Status == steps.StepWaiting })
+
+	// A cancel typed where the run is not executed ends it where it is.
+	if err := a.Cancel(context.Background(), r.ID, "U0A1"); !errors.Is(err, steps.ErrForwarded) {
+		t.Fatalf("a cancel sent to A answered %v; want it passed on", err)
+	}
+	recB.waitRun(t, r.ID, "B to cancel the run", func(r *steps.Run) bool { return r.State == steps.RunCancelled })
+	evs, err := db.Audit(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forwarded, cancels int
+	for _, ev := range evs {
+		switch ev.Action {
+		case "request.forwarded":
+			forwarded++
+		case "run.cancel":
+			cancels++
+			if ev.Actor != "U0A1" {
+				t.Errorf("the cancel is audited as %s's, want U0A1's", ev.Actor)
+			}
+		}
+	}
+	if forwarded != 2 || cancels != 1 {
+		t.Errorf("audit: %d requests passed on (want 2), %d cancels (want 1)", forwarded, cancels)
+	}
 }
 
 // A replica that stops renewing (dead, paused, cut off from the database)
