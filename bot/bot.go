@@ -149,6 +149,10 @@ func (b *Bot) HandleClick(ctx context.Context, c Click) {
 // answerErr answers a request that failed; runID, when the request was
 // about a run, labels the log entry.
 func (b *Bot) answerErr(ctx context.Context, reply Reply, err error, runID ...string) {
+	if errors.Is(err, steps.ErrForwarded) {
+		b.reply(ctx, reply, ":inbox_tray: Received. Another deploybot replica is running this run and acts on it in a moment; its thread shows the result.")
+		return
+	}
 	var rf *steps.Refused
 	if errors.As(err, &rf) {
 		b.reply(ctx, reply, ":no_entry: "+rf.Msg)
@@ -183,7 +187,7 @@ func (b *Bot) audit(ctx context.Context, user, action, detail string) {
 
 // statusView lists open runs, the services they lock, and who each waits on.
 func (b *Bot) statusView(ctx context.Context) View {
-	runs := b.eng.OpenRuns()
+	runs := b.eng.SharedOpenRuns(ctx)
 	if len(runs) == 0 {
 		return textView("No runs are open; every service is free. Start one with `/deploy <service> <tag>`.")
 	}

@@ -184,7 +184,7 @@ func (b *Bot) publishHome(ctx context.Context, users []string) {
 // versions, last runs and a Deploy… button; then the open incidents. It
 // stays within Slack's 100 blocks, saying how much was left out.
 func (b *Bot) homeBlocks(ctx context.Context) []Block {
-	open := b.eng.OpenRuns()
+	open := b.eng.SharedOpenRuns(ctx)
 	out := []Block{{Kind: Header, Text: "deploybot"}, {Kind: Context, Text: "Updated " + clock(time.Now()) + " · `/deploy history` lists more runs"}}
 	// Room is kept for one line saying what did not fit, and incidents
 	// keep up to a third of the tab whatever the number of services.

@@ -37,6 +37,10 @@ func outboxKey(e steps.OutboxEntry) string { return e.RunID + "/" + strconv.Form
 // started on demand, so a slow Slack never holds up the engine.
 type publisher struct {
 	runID string
+	// seen: with replicas, the run's entries pending when this process
+	// first delivers them may have been sent by the replica that held the
+	// run before, and are looked for in Slack first.
+	seen bool
 
 	mu       sync.Mutex
 	running  bool
@@ -199,8 +203,26 @@ func (b *Bot) deliver(ctx context.Context, p *publisher) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("loading %s: %w", p.runID, err)
 	}
+	if !b.eng.MayDeliver(run) {
+		// Another replica executes the run and delivers its messages.
+		return 0, nil
+	}
+	p.mu.Lock()
+	first := !p.seen
+	p.seen = true
+	p.mu.Unlock()
+	if first && b.eng.Replicated() {
+		b.mu.Lock()
+		for _, e := range es {
+			b.suspect[e.ID] = true
+		}
+		b.mu.Unlock()
+	}
 	updated := false
 	for i, e := range es {
+		if !b.eng.MayDeliver(run) {
+			return 0, nil // the lease was lost meanwhile
+		}
 		if e.Kind != steps.OutboxParent && e.Kind != steps.OutboxAnnounce && run.MessageTS == "" {
 			// Thread messages need the parent; it comes first in the
 			// outbox, so it failed or was given up.

@@ -86,6 +86,10 @@ type Config struct {
 	// 0.0.0.0:9090 so the port can be published, while a bot on a host
 	// keeps the loopback default.
 	HTTPAddr string
+	// LeaseTTL (store.lease_ttl, default 15s, at least 3s) is how long a
+	// replica's lease on a run lasts unrenewed: the takeover time after a
+	// replica dies. Used with store.url only.
+	LeaseTTL time.Duration
 	// ShutdownGrace (shutdown_grace, default 10m) is how long a SIGTERM
 	// lets a running terraform apply finish before it is cancelled.
 	ShutdownGrace time.Duration

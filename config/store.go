@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Store settings: state lives in SQLite at state_path unless store.url (or
@@ -12,16 +13,16 @@ import (
 // DEPLOYBOT_DATABASE_PASSWORD, else PGPASSWORD, else one written into
 // DEPLOYBOT_DATABASE_URL itself.
 
-// storeURL reads store.url from the file.
-func (w *walker) storeURL(f fieldSet) string {
-	s, ok := w.section(f, "store", "url")
+// storeURL reads store.url and store.lease_ttl from the file.
+func (w *walker) storeURL(f fieldSet) (string, time.Duration) {
+	s, ok := w.section(f, "store", "url", "lease_ttl")
 	if !ok {
-		return ""
+		return "", DefaultLeaseTTL
 	}
 	return w.str(s, "url", false, "", func(v string) string {
 		_, msg := splitStoreURL(v, "store.url")
 		return msg
-	})
+	}), w.leaseTTL(s)
 }
 
 // storeEnv applies DEPLOYBOT_DATABASE_URL (which wins over the file, like
@@ -73,4 +74,30 @@ func splitStoreURL(v, from string) (*url.URL, string) {
 		return nil, "has a password query parameter; write it as postgres://USER:PASSWORD@HOST/… or set DEPLOYBOT_DATABASE_PASSWORD"
 	}
 	return u, ""
+}
+
+// DefaultLeaseTTL is store.lease_ttl when unset: a dead replica's runs are
+// taken over within about this long, and a holder cut off from the
+// database stops acting on them a little sooner.
+const DefaultLeaseTTL = 15 * time.Second
+
+// minLeaseTTL keeps renewals (every ttl/3) well clear of a busy database's
+// answer time: a shorter lease would be lost under ordinary load.
+const minLeaseTTL = 3 * time.Second
+
+// leaseTTL reads store.lease_ttl: how long a replica's hold on a run lasts
+// without renewal (PostgreSQL only; one SQLite process needs none).
+func (w *walker) leaseTTL(s fieldSet) time.Duration {
+	if s.vals["lease_ttl"] == nil {
+		return DefaultLeaseTTL
+	}
+	d, ok := w.duration(s.vals["lease_ttl"], s.at("lease_ttl"))
+	if !ok {
+		return DefaultLeaseTTL
+	}
+	if d < minLeaseTTL {
+		w.add(s.vals["lease_ttl"], s.at("lease_ttl"), fmt.Sprintf("must be at least %s (renewals every third of it must reach the database in time), got %s", minLeaseTTL, d))
+		return DefaultLeaseTTL
+	}
+	return d
 }

@@ -78,3 +78,21 @@ func TestBadStoreURL(t *testing.T) {
 		t.Errorf("unknown key under store: %v", ps)
 	}
 }
+
+func TestLeaseTTL(t *testing.T) {
+	if c := mustParse(t, minimal, noEnv); c.LeaseTTL != DefaultLeaseTTL {
+		t.Errorf("default lease ttl %v, want %v", c.LeaseTTL, DefaultLeaseTTL)
+	}
+	if c := mustParse(t, minimal+"store:\n  url: postgres://bot@db/x\n  lease_ttl: 30s\n", noEnv); c.LeaseTTL.Seconds() != 30 {
+		t.Errorf("lease_ttl 30s read as %v", c.LeaseTTL)
+	}
+	for _, tc := range []struct{ v, want string }{
+		{"1s", "must be at least 3s"},
+		{"soon", "want a duration like"},
+	} {
+		ps := problems(t, minimal+"store:\n  url: postgres://bot@db/x\n  lease_ttl: "+tc.v+"\n", noEnv)
+		if !hasProblem(ps, "store.lease_ttl", tc.want) {
+			t.Errorf("lease_ttl %s: %v, want a problem saying %q", tc.v, ps, tc.want)
+		}
+	}
+}

@@ -134,7 +134,7 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 	if c.StatePath != ":memory:" && !strings.HasPrefix(c.StatePath, "file:") {
 		c.StatePath = w.resolve(c.StatePath)
 	}
-	c.StoreURL = w.storeURL(f)
+	c.StoreURL, c.LeaseTTL = w.storeURL(f)
 	c.HTTPAddr = w.str(f, "http_addr", false, "127.0.0.1:9090", hostPort)
 	c.HTTPTimeout = 30 * time.Second
 	if n := f.vals["http_timeout"]; n != nil {

@@ -71,6 +71,7 @@ type Engine struct {
 	incidentMu sync.Mutex // serialises incident starts (one per run)
 
 	obs observing // see observe.go
+	rep *replica  // nil: one process, no leases (see replica.go)
 }
 
 // live is an open run in memory. Its mutex serialises every transition of
@@ -87,6 +88,9 @@ type live struct {
 	snap    atomic.Pointer[Run]
 	// storeRetries counts writes the store refused in a row, for backoff.
 	storeRetries atomic.Int32
+	// lease is the run's lease when replicas share the store (nil for one
+	// process): while it is lost, nothing of the run is saved.
+	lease *Lease
 }
 
 // NewEngine makes an engine. Call Resume once at start-up.
@@ -108,6 +112,7 @@ func (e *Engine) SetDirectory(d Directory) { e.dir = d }
 func (e *Engine) Close() {
 	e.cancel()
 	e.wg.Wait()
+	e.releaseLeases()
 }
 
 // Store returns the engine's store, for read-only views (status, audit).
@@ -139,7 +144,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 		// both find no incident.
 		e.incidentMu.Lock()
 		defer e.incidentMu.Unlock()
-		for _, o := range e.OpenRuns() {
+		for _, o := range e.SharedOpenRuns(ctx) {
 			if o.Kind == KindIncident && o.Data["from_run"] == from {
 				e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: "incident for " + from + " already open: " + o.ID})
 				return nil, refuse("An incident about %s is already open: %s, declared by <@%s>. Follow it there.", from, o.ID, o.Requester)
@@ -178,7 +183,15 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 		}
 		return nil, err
 	}
-	l := e.track(r, impl)
+	var lease *Lease
+	if e.rep != nil {
+		// Taken before the run is tracked: a run this replica cannot hold
+		// is left to the replica that does (it is open in the store).
+		if lease, err = e.holdNew(ctx, r.ID); err != nil {
+			return r.Clone(), nil
+		}
+	}
+	l := e.track(r, impl, lease)
 	snap := l.snap.Load()
 	e.committed(nil, snap)
 	e.notify.RunChanged(snap)
@@ -186,12 +199,15 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	return snap.Clone(), nil
 }
 
-func (e *Engine) track(r *Run, impl []Step) *live {
-	l := &live{run: r, steps: impl, done: make(chan struct{})}
+func (e *Engine) track(r *Run, impl []Step, lease *Lease) *live {
+	l := &live{run: r, steps: impl, done: make(chan struct{}), lease: lease}
 	l.snap.Store(r.Clone())
 	e.mu.Lock()
 	e.runs[r.ID] = l
 	e.mu.Unlock()
+	if lease != nil {
+		e.watchLease(l)
+	}
 	return l
 }
 
@@ -205,67 +221,85 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return fmt.Errorf("loading open runs: %w", err)
 	}
 	for _, r := range runs {
-		if r.Data == nil {
-			r.Data = map[string]string{}
-		}
-		// Steps are matched by id: a run opened before the configuration
-		// changed keeps its steps, and can still be cancelled with its
-		// compensations.
-		impl, changed := e.runbooks.stepsFor(r)
-		l := e.track(r, impl)
-		l.mu.Lock()
-		if r.State == RunEnding {
-			snap := r.Clone()
-			l.mu.Unlock()
-			e.notify.RunChanged(snap)
-			e.goEnd(r.ID)
+		if e.rep != nil {
+			// Only runs this replica can hold; the others are another
+			// live replica's, or taken over once their lease expires.
+			if _, err := e.takeOver(ctx, r.ID); err != nil && !errors.Is(err, ErrLeaseHeld) {
+				return err
+			}
 			continue
 		}
-		var events []AuditEvent
-		var held []OutboxEntry
-		if cur := r.Current(); cur != nil && cur.Status == StepRunning {
-			if impl[cur.Index].Spec().Idempotent {
-				cur.Status = StepPending
-				cur.Seq++
-				// The next start is this restart's, not a person's retry:
-				// time limits carry over.
-				if cur.Data == nil {
-					cur.Data = map[string]string{}
-				}
-				cur.Data[resumedKey] = fmt.Sprint(cur.Attempt + 1)
-				events = append(events, AuditEvent{Actor: BotActor, Action: "step.resumed", StepID: cur.ID, Detail: "was running when deploybot stopped; starting it again"})
-			} else {
-				cur.Status = StepInterrupted
-				cur.Seq++
-				cur.Note = "interrupted: deploybot stopped while this step ran"
-				cur.Prompt = "deploybot stopped while this step was running, so it may have half-happened. Check, then Retry or Cancel the run."
-				cur.Buttons = []Button{{Verb: VerbRetry, Label: "Retry", Style: "primary"}, {Verb: VerbCancel, Label: "Cancel run", Style: "danger"}}
-				cur.WaitingOn = GateRequesterOrApprover.String()
-				if in, ok := impl[cur.Index].(Interrupter); ok {
-					held = e.interrupted(ctx, in, r, cur)
-				}
-				events = append(events, AuditEvent{Actor: BotActor, Action: "step.interrupted", StepID: cur.ID})
-			}
-		}
-		events = append(events, AuditEvent{Actor: BotActor, Action: "run.resumed"})
-		var says []string
-		if changed {
-			says = append(says, ":warning: The runbook changed since this run started; steps it no longer has can only be skipped by cancelling the run.")
-		}
-		if cur := r.Current(); cur != nil {
-			says = append(says, fmt.Sprintf(":arrows_counterclockwise: deploybot restarted and picked this run up again at step %d, “%s” (%s).", cur.Index+1, cur.Title, cur.Status))
-		}
-		// What the interrupted step said (the lock, the flag restored)
-		// comes before the restart notice, in the same commit.
-		err = e.save(ctx, l, Changes{Events: events, Outbox: append(held, sayAll(says...)...)})
-		snap := r.Clone()
-		l.mu.Unlock()
-		if err != nil {
+		if err := e.resumeRun(ctx, r, nil); err != nil {
 			return err
 		}
-		e.notify.RunChanged(snap)
-		e.kick(r.ID)
 	}
+	e.startReplica()
+	return nil
+}
+
+// resumeRun tracks an open run loaded from the store and continues it as
+// after a crash; lease is the run's, when replicas share the store.
+func (e *Engine) resumeRun(ctx context.Context, r *Run, lease *Lease) error {
+	if r.Data == nil {
+		r.Data = map[string]string{}
+	}
+	// Steps are matched by id: a run opened before the configuration
+	// changed keeps its steps, and can still be cancelled with its
+	// compensations.
+	impl, changed := e.runbooks.stepsFor(r)
+	l := e.track(r, impl, lease)
+	l.mu.Lock()
+	if r.State == RunEnding {
+		snap := r.Clone()
+		l.mu.Unlock()
+		e.notify.RunChanged(snap)
+		e.goEnd(r.ID)
+		return nil
+	}
+	var events []AuditEvent
+	var held []OutboxEntry
+	if cur := r.Current(); cur != nil && cur.Status == StepRunning {
+		if impl[cur.Index].Spec().Idempotent {
+			cur.Status = StepPending
+			cur.Seq++
+			// The next start is this restart's, not a person's retry:
+			// time limits carry over.
+			if cur.Data == nil {
+				cur.Data = map[string]string{}
+			}
+			cur.Data[resumedKey] = fmt.Sprint(cur.Attempt + 1)
+			events = append(events, AuditEvent{Actor: BotActor, Action: "step.resumed", StepID: cur.ID, Detail: "was running when deploybot stopped; starting it again"})
+		} else {
+			cur.Status = StepInterrupted
+			cur.Seq++
+			cur.Note = "interrupted: deploybot stopped while this step ran"
+			cur.Prompt = "deploybot stopped while this step was running, so it may have half-happened. Check, then Retry or Cancel the run."
+			cur.Buttons = []Button{{Verb: VerbRetry, Label: "Retry", Style: "primary"}, {Verb: VerbCancel, Label: "Cancel run", Style: "danger"}}
+			cur.WaitingOn = GateRequesterOrApprover.String()
+			if in, ok := impl[cur.Index].(Interrupter); ok {
+				held = e.interrupted(ctx, in, r, cur)
+			}
+			events = append(events, AuditEvent{Actor: BotActor, Action: "step.interrupted", StepID: cur.ID})
+		}
+	}
+	events = append(events, AuditEvent{Actor: BotActor, Action: "run.resumed"})
+	var says []string
+	if changed {
+		says = append(says, ":warning: The runbook changed since this run started; steps it no longer has can only be skipped by cancelling the run.")
+	}
+	if cur := r.Current(); cur != nil {
+		says = append(says, fmt.Sprintf(":arrows_counterclockwise: deploybot restarted and picked this run up again at step %d, “%s” (%s).", cur.Index+1, cur.Title, cur.Status))
+	}
+	// What the interrupted step said (the lock, the flag restored)
+	// comes before the restart notice, in the same commit.
+	err := e.save(ctx, l, Changes{Events: events, Outbox: append(held, sayAll(says...)...)})
+	snap := r.Clone()
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	e.notify.RunChanged(snap)
+	e.kick(r.ID)
 	return nil
 }
 
@@ -306,6 +340,12 @@ func (e *Engine) act(ctx context.Context, req ActionRequest) error {
 		return e.Cancel(ctx, req.RunID, req.User)
 	}
 	l := e.liveRun(req.RunID)
+	if l == nil {
+		if done, err := e.elsewhere(ctx, actionAct, req); done {
+			return err
+		}
+		l = e.liveRun(req.RunID)
+	}
 	if l == nil {
 		r, err := e.store.Run(ctx, req.RunID)
 		if err != nil {
@@ -454,6 +494,12 @@ func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 	}
 	l := e.liveRun(runID)
 	if l == nil {
+		if done, err := e.elsewhere(ctx, actionCancel, req); done {
+			return err
+		}
+		l = e.liveRun(runID)
+	}
+	if l == nil {
 		r, err := e.store.Run(ctx, runID)
 		if err != nil {
 			return e.refused(ctx, req, "there is no run %s. `/deploy status` lists open runs.", runID)
@@ -490,6 +536,12 @@ func (e *Engine) Cancel(ctx context.Context, runID, user string) error {
 func (e *Engine) Override(ctx context.Context, runID, user, reason string) error {
 	req := ActionRequest{RunID: runID, Verb: VerbConfirm, User: user, Reason: reason}
 	l := e.liveRun(runID)
+	if l == nil {
+		if done, err := e.elsewhere(ctx, actionOverride, req); done {
+			return err
+		}
+		l = e.liveRun(runID)
+	}
 	if l == nil {
 		return e.refused(ctx, req, "there is no open run %s. `/deploy status` lists open runs.", runID)
 	}

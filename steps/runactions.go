@@ -38,6 +38,13 @@ func (e *Engine) runAction(ctx context.Context, req ActionRequest) error {
 		if !ok {
 			return e.refused(ctx, req, "only deployers may start a rollback. Ask one of them.")
 		}
+		if r.State.Open() && e.liveRun(r.ID) == nil {
+			// Superseding needs the deploy: another replica's is passed on
+			// to it, and a run no one holds is taken over first.
+			if done, err := e.elsewhere(ctx, actionAct, req); done {
+				return err
+			}
+		}
 		if l := e.liveRun(r.ID); l != nil && r.Lock() != "" && req.User != r.Requester {
 			// Superseding ends the deploy: the same people who may cancel it.
 			approver, err := e.policy.IsApprover(ctx, req.User)

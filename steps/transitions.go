@@ -21,6 +21,13 @@ func (e *Engine) save(ctx context.Context, l *live, c Changes) error {
 // data, the parent message's ts).
 func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 	r := l.run
+	if l.fenced() {
+		// Another replica may hold the run by now: what this one decided
+		// is not written (the compare-and-set on Rev would also refuse it
+		// once the new holder has written).
+		l.run = l.snap.Load().Clone()
+		return ErrLeaseLost
+	}
 	now := e.now().UTC()
 	r.UpdatedAt = now
 	for i := range c.Events {
@@ -148,7 +155,7 @@ func (e *Engine) advance(runID string) {
 		l.cancel, l.running = nil, nil
 		r = l.run
 		st := r.Step(idx)
-		if r.State != RunActive || st.Seq != seq || e.ctx.Err() != nil {
+		if r.State != RunActive || st.Seq != seq || e.ctx.Err() != nil || l.fenced() {
 			// The run was cancelled, or the engine is closing, while the
 			// step ran: its result no longer applies. On close the step
 			// stays "running" and Resume decides what to do.
@@ -161,6 +168,9 @@ func (e *Engine) advance(runID string) {
 		// store is busy or refused the write): the result is kept and
 		// committed as soon as the store takes it, never lost or redone.
 		for attempt := 1; err != nil; attempt++ {
+			if errors.Is(err, ErrLeaseLost) {
+				return // the run's new holder resumes it
+			}
 			e.log.Error("committing step result failed; retrying", zap.String("run_id", runID), zap.String("service", r.Service), zap.String("step", st.ID), zap.Int("attempt", attempt), zap.Error(err))
 			t := time.NewTimer(storeBackoff(attempt))
 			select {
@@ -200,7 +210,7 @@ func storeBackoff(n int) time.Duration {
 // instead of stalling it until a restart.
 func (e *Engine) storeFailed(runID, what string, err error, again func()) {
 	l := e.liveRun(runID)
-	if l == nil {
+	if l == nil || errors.Is(err, ErrLeaseLost) {
 		return
 	}
 	n := int(l.storeRetries.Add(1))
@@ -445,6 +455,7 @@ func (e *Engine) finish(runID string) {
 	delete(e.runs, runID)
 	e.mu.Unlock()
 	close(l.done)
+	e.releaseLease(l)
 	e.notify.RunChanged(snap)
 }
 

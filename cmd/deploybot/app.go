@@ -259,6 +259,7 @@ func (m *Main) run(ctx context.Context) error {
 		m.Engine.SetDirectory(dir)
 	}
 	m.Bot.SetEngine(m.Engine)
+	m.setReplica()
 	// What the last process left owed is delivered first (and looked for
 	// in Slack before it is sent), then runs resume.
 	if err := m.Bot.DeliverPending(ctx); err != nil {

@@ -216,7 +216,7 @@ func (cw *crashWorld) checkApplies(v *verdict, res driveResult, reached, succeed
 func (cw *crashWorld) approvals() (map[string]int, []string, error) {
 	n := map[string]int{}
 	var bad []string
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(cw.dir, "state.db")+"?mode=ro")
+	db, err := cw.openState()
 	if err != nil {
 		return n, nil, err
 	}
@@ -392,7 +392,7 @@ func (cw *crashWorld) checkFlag(v *verdict) {
 // it is in, every step done or skipped has its step.done/step.skipped
 // event, and every approval its approver's click.
 func (cw *crashWorld) checkAudit(v *verdict) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(cw.dir, "state.db")+"?mode=ro")
+	db, err := cw.openState()
 	if err != nil {
 		v.add("audit", "opening the store: %v", err)
 		return

@@ -75,6 +75,7 @@ type crashWorld struct {
 	failFile string // while it exists, production's apply fails
 	logDir   string // the processes' output
 	procs    []*botProc
+	pgDSN    string // the PostgreSQL store, when the bots share one (replicas_test.go)
 }
 
 // newCrashWorld builds a fresh world: state db, repositories, test servers.

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+
+	"go.uber.org/zap"
 
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/integrations/postgres"
@@ -100,4 +104,30 @@ func (m *Main) exportStore(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.Stdout, "\nset store.url: %s (or DEPLOYBOT_DATABASE_URL) to run on it\n", where)
 	return nil
+}
+
+// setReplica makes the engine one replica among several when the store is
+// shared (PostgreSQL): it then executes only the runs whose lease it holds.
+// SQLite is one process's file, and its engine runs as before.
+func (m *Main) setReplica() {
+	leases, ok := m.Store.(steps.Leases)
+	if m.Config.StoreURL == "" || !ok {
+		return
+	}
+	owner := replicaName()
+	m.Engine.SetReplica(leases, owner, m.Config.LeaseTTL)
+	m.Log.Info("running as a replica", zap.String("owner", owner), zap.Duration("lease_ttl", m.Config.LeaseTTL))
+}
+
+// replicaName names this process in lease rows: the host and pid say where
+// to look, the random part keeps a restarted process with a reused pid from
+// renewing its predecessor's leases.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
 }

@@ -72,7 +72,7 @@ func TestMigrateAppliesTheStoresSchemaAndExits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := postgres.Redact(dsn) + ": schema up to date (migration 4)"; !strings.Contains(out, want) {
+		if want := postgres.Redact(dsn) + ": schema up to date (migration 5)"; !strings.Contains(out, want) {
 			t.Errorf("migrate said %q, want %q", out, want)
 		}
 	}
@@ -81,14 +81,14 @@ func TestMigrateAppliesTheStoresSchemaAndExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if v, err := db.SchemaVersion(context.Background()); err != nil || v != 4 {
+	if v, err := db.SchemaVersion(context.Background()); err != nil || v != 5 {
 		t.Errorf("schema version %d (%v), want 4", v, err)
 	}
 
 	// Without store.url it is the SQLite file's schema.
 	path, statePath := storeConfig(t, "")
 	out, err := runCommand(t, nil, "migrate", "--config", path)
-	if err != nil || !strings.Contains(out, statePath+": schema up to date (migration 4)") {
+	if err != nil || !strings.Contains(out, statePath+": schema up to date (migration 5)") {
 		t.Errorf("migrate on SQLite: %q, %v", out, err)
 	}
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Outbox", outbox},
 		{"Leases", leases},
 		{"LeaseHolderStopsBeforeTakeover", leaseHolder},
+		{"Mailbox", mailbox},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, open(t)) })
 	}
