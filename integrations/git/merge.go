@@ -14,7 +14,12 @@ import (
 //
 // The push leases on the base commit it merged into: if someone moved the
 // base in between, the push is refused rather than overwriting their work.
-func (r *Repo) MergeIntoBase(ctx context.Context, branch string) (string, error) {
+//
+// want, when set, is the commit the branch must be at: the one that was
+// planned, approved and applied. A branch someone moved since (a
+// suggestion committed on the PR) is refused rather than merged, since
+// nobody approved what it now holds.
+func (r *Repo) MergeIntoBase(ctx context.Context, branch, want string) (string, error) {
 	if err := checkBranchName(branch); err != nil {
 		return "", fmt.Errorf("git: %w", err)
 	}
@@ -30,6 +35,9 @@ func (r *Repo) MergeIntoBase(ctx context.Context, branch string) (string, error)
 	}
 	if head == "" {
 		return "", fmt.Errorf("git: branch %q is not on origin, so there is nothing to merge; push it first", branch)
+	}
+	if want != "" && head != want {
+		return "", fmt.Errorf("git: branch %q is at %.12s, not at %.12s, the commit that was applied: not merged; review and merge its PR by hand", branch, head, want)
 	}
 	if err := r.fetchLocked(ctx); err != nil {
 		return "", err

@@ -38,7 +38,7 @@ func (in *Infra) RunEnded(ctx context.Context, r *steps.Run, open []string) (End
 	if in.cfg.MergeOnSuccess && r.State == steps.RunSucceeded && r.Data["infra_branch"] != "" {
 		repo, err := in.open(ctx)
 		if err == nil {
-			res.Merged, err = repo.MergeIntoBase(ctx, r.Data["infra_branch"])
+			res.Merged, err = repo.MergeIntoBase(ctx, r.Data["infra_branch"], r.Data["infra_commit"])
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("merging %s into %s: %w", r.Data["infra_branch"], in.cfg.BaseBranch, in.masker().Err(err)))

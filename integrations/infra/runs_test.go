@@ -40,13 +40,14 @@ func TestMergeOnSuccessMovesTheBase(t *testing.T) {
 		if _, _, err := tree.SetAttribute(file, "ingestion-server", "image_tag", version); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tree.Commit(ctx, "Deploy "+version, file); err != nil {
+		sha, err := tree.Commit(ctx, "Deploy "+version, file)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tree.Push(ctx); err != nil {
 			t.Fatal(err)
 		}
-		r.State, r.Data["infra_branch"] = end, tree.Branch()
+		r.State, r.Data["infra_branch"], r.Data["infra_commit"] = end, tree.Branch(), sha
 		return r
 	}
 	before := gitOut(t, remote, "rev-parse", "main")
@@ -84,6 +85,18 @@ func TestMergeOnSuccessMovesTheBase(t *testing.T) {
 	}
 	if got := gitOut(t, remote, "rev-parse", "main"); got != main {
 		t.Error("a failed run's branch was merged")
+	}
+
+	// A run branch someone moved after the apply (a commit pushed onto the
+	// PR) holds what nobody approved: it is not merged.
+	r4 := deploy("run-4", "rel-2024.12.01.00.00.00", steps.RunSucceeded)
+	gitOut(t, remote, "update-ref", "refs/heads/"+r4.Data["infra_branch"], before)
+	res4, err := in.RunEnded(ctx, r4, nil)
+	if err == nil || res4.Merged != "" || !strings.Contains(err.Error(), "the commit that was applied") {
+		t.Errorf("a moved run branch: %+v, %v; want it refused", res4, err)
+	}
+	if got := gitOut(t, remote, "rev-parse", "main"); got != main {
+		t.Error("a run branch that moved after the apply was merged into main")
 	}
 }
 
