@@ -27,6 +27,12 @@ const (
 	ActionRead    = "read"
 	ActionNoop    = "no-op"
 	ActionForget  = "forget"
+	// ActionImport and ActionMove are changes with no effect on the object
+	// itself that apply still makes to the state (an import block, a moved
+	// block). People approve them too, so they are shown, and a plan made
+	// only of them is not "no changes".
+	ActionImport = "import"
+	ActionMove   = "move"
 )
 
 // warningMark flags lines that destroy something, so that a reviewer
@@ -106,7 +112,14 @@ func (s *Summarizer) Add(rc *tfjson.ResourceChange) {
 	action := actionOf(c.Actions)
 	switch action {
 	case ActionNoop:
-		return
+		switch {
+		case c.Importing != nil:
+			action = ActionImport
+		case rc.PreviousAddress != "" && rc.PreviousAddress != rc.Address:
+			action = ActionMove
+		default:
+			return
+		}
 	case ActionCreate:
 		d.Add++
 	case ActionUpdate:
@@ -123,6 +136,13 @@ func (s *Summarizer) Add(rc *tfjson.ResourceChange) {
 	}
 	if rc.DeposedKey != "" {
 		l.Address += " (deposed object " + rc.DeposedKey + ")"
+	}
+	// Whatever else the change does, an import or a move is part of it.
+	if c.Importing != nil {
+		l.Address += " (imported from id " + strconv.Quote(c.Importing.ID) + ")"
+	}
+	if rc.PreviousAddress != "" && rc.PreviousAddress != rc.Address {
+		l.Address += " (moved from " + rc.PreviousAddress + ")"
 	}
 	if action == ActionCreate || action == ActionUpdate || action == ActionReplace {
 		l.Attrs = s.w.attrs(action, "", c)
@@ -521,6 +541,10 @@ func symbol(action string) string {
 		return "<="
 	case ActionForget:
 		return "."
+	case ActionImport:
+		return "=>"
+	case ActionMove:
+		return "->"
 	default:
 		return "?"
 	}

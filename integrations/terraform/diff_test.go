@@ -348,3 +348,32 @@ func TestBlockRunesMatchesRendering(t *testing.T) {
 		}
 	}
 }
+
+// An import block or a moved block changes the state even when the object
+// itself does not change: people approving the plan must see it, and a plan
+// of only such changes still needs their approval.
+func TestImportsAndMovesAreShownAndNeedApproval(t *testing.T) {
+	d := Summarize(planFromJSON(t, `{"format_version": "1.2", "resource_changes": [
+		{"address": "terraform_data.imported", "change": {"actions": ["no-op"], "importing": {"id": "i-0abc"}}},
+		{"address": "module.ingestion-server.terraform_data.new", "previous_address": "terraform_data.old", "change": {"actions": ["no-op"]}},
+		{"address": "terraform_data.same", "change": {"actions": ["no-op"]}}
+	]}`))
+	if d.NoChanges {
+		t.Fatal("a plan that imports and moves resources was reported as no changes (it would be applied without approval)")
+	}
+	if len(d.Lines) != 2 {
+		t.Fatalf("want the import and the move, not the plain no-op; got %+v", d.Lines)
+	}
+	text := d.Text()
+	for _, want := range []string{
+		`=> terraform_data.imported (imported from id "i-0abc") (import)`,
+		`-> module.ingestion-server.terraform_data.new (moved from terraform_data.old) (move)`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the uploaded plan lacks %q:\n%s", want, text)
+		}
+	}
+	if msg, _ := d.Render(3000); !strings.Contains(msg, "imported from id") || !strings.Contains(msg, "moved from") {
+		t.Errorf("the message lacks the import or the move:\n%s", msg)
+	}
+}
