@@ -102,3 +102,13 @@ func (db *DB) PendingOutbox(ctx context.Context, runID string) ([]steps.OutboxEn
 	})
 	return out, wrap("pending outbox", err)
 }
+
+// OutboxDepth counts the messages owed to Slack (the /metrics gauge)
+// without loading them.
+func (db *DB) OutboxDepth(ctx context.Context) (int, error) {
+	var n int
+	err := db.read(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE delivered_at = ''`).Scan(&n)
+	})
+	return n, err
+}
