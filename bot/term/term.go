@@ -74,7 +74,13 @@ func (r Renderer) wrap(on, s, off string) string {
 // Mrkdwn renders Slack mrkdwn. Code blocks keep their lines (indented two
 // spaces, fences dropped) and only have their entities unescaped: what is
 // inside is data, never markup.
+//
+// Control characters in s (outside text: release notes, PR titles,
+// Terraform output) are dropped first, so no message can move the cursor,
+// recolour or redraw the numbered choices below it: only the renderer's
+// own escapes reach the terminal.
 func (r Renderer) Mrkdwn(s string) string {
+	s = dropControls(s)
 	var b strings.Builder
 	for {
 		i := strings.Index(s, "```")
@@ -392,4 +398,29 @@ func runeWidth(r rune) int {
 		return 2
 	}
 	return 1
+}
+
+// dropControls removes C0 controls but newline and tab, DEL, and C1
+// controls (ESC and CSI included).
+func dropControls(s string) string {
+	clean := true
+	for _, c := range s {
+		if isControl(c) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	return strings.Map(func(c rune) rune {
+		if isControl(c) {
+			return -1
+		}
+		return c
+	}, s)
+}
+
+func isControl(c rune) bool {
+	return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || (c >= 0x80 && c < 0xa0)
 }

@@ -153,3 +153,19 @@ func TestWidth(t *testing.T) {
 		t.Errorf("Width of a buffer = %d", w)
 	}
 }
+
+// Outside text cannot drive the terminal: a release note carrying escape
+// sequences (clear screen, recolour, an OSC title) prints as plain text.
+func TestOutsideControlCharactersNeverReachTheTerminal(t *testing.T) {
+	in := "fix \x1b[2J\x1b[31mred\x1b]0;owned\x07 \u009b1mbold\x00 done\nnext\tcol"
+	for _, r := range []Renderer{{}, {Color: true}} {
+		out := r.Mrkdwn(in)
+		plain := Strip(out)
+		if strings.ContainsAny(plain, "\x1b\x07\x00\u009b") {
+			t.Errorf("color=%v: control characters reached the terminal: %q", r.Color, out)
+		}
+		if !strings.Contains(plain, "red") || !strings.Contains(plain, "next\tcol") || !strings.Contains(plain, "\n") {
+			t.Errorf("color=%v: the text itself was lost: %q", r.Color, plain)
+		}
+	}
+}
