@@ -372,3 +372,15 @@ func (b *Bot) errText(ctx context.Context, err error) string {
 	b.answerErr(ctx, func(_ context.Context, v View) error { out = v.Text; return nil }, err)
 	return out
 }
+
+// SubmissionUnrecorded turns a submitted form whose envelope could not be
+// recorded (so was not acted on) into a notice saying so.
+func (b *Bot) SubmissionUnrecorded(ctx context.Context, s Submission, err error) {
+	if b.home.views == nil {
+		return
+	}
+	text := ":x: deploybot could not record this request (" + escape(redact.ScrubString(err.Error())) + "), so it did nothing with it. Close this form and submit it again in a moment."
+	if uerr := b.home.views.UpdateModal(ctx, s.ViewID, *resultModal("Not done", text)); uerr != nil {
+		b.log.Info("form notice not shown (closed?)", zap.Error(redact.Scrub(uerr)))
+	}
+}

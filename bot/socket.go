@@ -207,10 +207,21 @@ func (s *Socket) setConnected(v bool) {
 
 // first reports whether this envelope is new.
 func (s *Socket) first(ctx context.Context, id string) bool {
+	ok, err := s.record(ctx, id)
+	if err != nil {
+		s.unrecorded(ctx, err)
+		return false
+	}
+	return ok
+}
+
+// record is first without telling anyone: err says the envelope could not
+// be recorded, so it must not be acted on.
+func (s *Socket) record(ctx context.Context, id string) (bool, error) {
 	s.mu.Lock()
 	if s.recent[id] {
 		s.mu.Unlock()
-		return false
+		return false, nil
 	}
 	if len(s.recent) > 10000 {
 		s.recent = map[string]bool{}
@@ -218,7 +229,7 @@ func (s *Socket) first(ctx context.Context, id string) bool {
 	s.recent[id] = true
 	s.mu.Unlock()
 	if s.seen == nil {
-		return true
+		return true, nil
 	}
 	ok, err := s.seen.FirstDelivery(ctx, id)
 	if err != nil {
@@ -227,10 +238,9 @@ func (s *Socket) first(ctx context.Context, id string) bool {
 		s.mu.Lock()
 		delete(s.recent, id) // a redelivery may be recorded once the store answers
 		s.mu.Unlock()
-		s.unrecorded(ctx, err)
-		return false
+		return false, err
 	}
-	return ok
+	return ok, nil
 }
 
 // unrecorded tells the person whose request could not be recorded (so was

@@ -69,7 +69,14 @@ func (s *Socket) submission(ctx context.Context, req *socketmode.Request, d slac
 		return
 	}
 	answer(slack.NewUpdateViewSubmissionResponse(working))
-	if !s.first(ctx, req.EnvelopeID) {
+	ok, err := s.record(ctx, req.EnvelopeID)
+	if err != nil {
+		// A form has no response_url: the form itself must stop saying
+		// "working" and say that nothing was done.
+		s.bot.SubmissionUnrecorded(ctx, sub, err)
+		return
+	}
+	if !ok {
 		return
 	}
 	s.bot.HandleSubmission(ctx, sub)

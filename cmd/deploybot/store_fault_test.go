@@ -60,3 +60,39 @@ func TestBusyDatabaseAnswersAndChangesNothing(t *testing.T) {
 	}
 	h.assertNoRejections()
 }
+
+// A form submitted while the store cannot record its envelope does nothing,
+// and the form stops saying "working" and says so: a form has no
+// response_url, so the form itself is the only place to tell the person.
+func TestFormNotRecordedSaysNothingWasDone(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.srv.WaitAck(h.srv.OpenHome(alice), wait)
+	h.waitHome(alice, "*Open run* none")
+	h.openForm(alice, "Deploy…", "deploy")
+
+	other, err := sql.Open("sqlite", filepath.Join(h.dir, "state.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	h.submit(alice, map[string]string{"service": "ingestion-server", "version": tag})
+	h.modalSays(alice, "could not record this request")
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := h.store().Runs(context.Background(), "", 10); len(runs) != 0 {
+		t.Fatalf("a form that could not be recorded started %d runs", len(runs))
+	}
+	if ms := h.srv.Messages(deploys); len(ms) != 0 {
+		t.Fatalf("a form that could not be recorded posted %d messages", len(ms))
+	}
+}
