@@ -45,7 +45,7 @@ const (
 	// ChangelogAuthor is the bot account that opens changelog PRs.
 	ChangelogAuthor = githubtest.DefaultPRUser
 
-	githubToken    = "ghp_demo0000000000000000000000000000000"
+	githubToken    = "demo-github-token" // a stand-in: the demo's GitHub is a test server
 	sentryToken    = "sntrys_demo_token"
 	airflowUser    = "deploybot"
 	airflowPass    = "demo-airflow-password"

@@ -79,13 +79,13 @@ func ModuleRoot(tb testing.TB) string {
 // unlisted secret: no child process (git, Terraform, what they start) may
 // see any of them.
 var forbiddenEnv = map[string]string{
-	"SLACK_BOT_TOKEN":        "xoxb-forbidden-slack-bot",
-	"SLACK_APP_TOKEN":        "xapp-forbidden-slack-app",
+	"SLACK_BOT_TOKEN":        "forbidden-slack-bot-token",
+	"SLACK_APP_TOKEN":        "forbidden-slack-app-token",
 	"SENTRY_DSN":             "https://forbidden-dsn@sentry.example/1",
 	"SENTRY_AUTH_TOKEN":      "forbidden-sentry-auth",
 	"AIRFLOW_PASSWORD":       "forbidden-airflow-password",
-	"GITHUB_TOKEN":           "ghp_forbiddenGitHubToken",
-	"GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----forbidden",
+	"GITHUB_TOKEN":           "forbidden-github-token",
+	"GITHUB_APP_PRIVATE_KEY": "forbidden-github-app-private-key",
 	"DEPLOYBOT_X":            "forbidden-deploybot-x",
 	"SOME_OTHER_SECRET":      "forbidden-unlisted",
 }
