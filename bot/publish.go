@@ -246,7 +246,14 @@ func (b *Bot) deliver(ctx context.Context, p *publisher) (int64, error) {
 					ids = append(ids, steps.Delivery{ID: u.ID})
 				}
 			}
-			latest, lerr := b.eng.Run(ctx, p.runID)
+			// The run as committed, not the engine's copy: the engine
+			// takes in a commit just after it, and an edit rendered from
+			// its copy in between would show the run one transition
+			// behind and settle the update that was to show the rest
+			// (TestRunMessageShowsTheEndWhenDeliveredRightAfterCommit).
+			// The entries were read first, so this is at least as new as
+			// every update settled here.
+			latest, lerr := store.Run(ctx, p.runID)
 			if lerr != nil {
 				return e.ID, lerr
 			}

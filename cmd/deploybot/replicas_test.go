@@ -78,8 +78,10 @@ func TestTwoReplicasSurviveKills(t *testing.T) {
 
 	cw.startProc(0, "")
 	cw.startProc(0, "")
-	if n := cw.srv.Connections(); n != 2 {
-		t.Fatalf("%d Socket Mode connections, want one per replica", n)
+	// startProc returns once a process asked for its Socket Mode URL; the
+	// websocket itself follows.
+	if err := waitUntil(wait, func() bool { return cw.srv.Connections() == 2 }); err != nil {
+		t.Fatalf("%d Socket Mode connections, want one per replica", cw.srv.Connections())
 	}
 
 	var (
