@@ -6,6 +6,9 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -104,6 +107,40 @@ func TestCheckConfigOnlineNamesWhatIsWrong(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// An answer that does not say the parts are healthy is not reported as
+// healthy, and a check that was not made is not counted as passed.
+func TestCheckConfigOnlineTakesNoSilenceForHealth(t *testing.T) {
+	w := newWorld(t, sections{airflow: true})
+	// A proxy in front of Airflow that answers 200 with an empty object.
+	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(rw, "{}")
+	}))
+	defer proxy.Close()
+	w.writeConfigWith(func(s string) string { return strings.Replace(s, w.af.URL(), proxy.URL, 1) })
+	out, err := w.checkOnline(map[string]string{"SLACK_BOT_TOKEN": ""})
+	if err == nil {
+		t.Fatalf("an empty health answer passed:\n%s", out)
+	}
+	for _, want := range []string{
+		"FAIL airflow " + proxy.URL + "/api/v1/health: Airflow answers but it did not say whether the metadatabase is healthy, it did not say whether the scheduler is healthy",
+		"skip slack bot token (SLACK_BOT_TOKEN): not set",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	w.writeConfigWith(func(s string) string { return strings.Replace(s, proxy.URL, w.af.URL(), 1) })
+	out, err = w.checkOnline(map[string]string{"SLACK_BOT_TOKEN": ""})
+	if err != nil {
+		t.Fatalf("only a token not set, yet: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "all ") || !strings.Contains(out, "online checks passed; 1 not made (see skip above)") {
+		t.Errorf("a skipped check was counted as passed:\n%s", out)
 	}
 }
 
