@@ -327,12 +327,12 @@ func (s *watchStep) result(ws []window, checked []time.Time, n int) Result {
 	}
 	summary := fmt.Sprintf("no new issues in %s", minutes(watch))
 	if n > 0 {
-		summary = fmt.Sprintf("%d new issues in %s", n, minutes(watch))
+		summary = fmt.Sprintf("%s in %s", newIssues(n), minutes(watch))
 	}
 	if len(partial) > 0 {
 		what := "no new issues"
 		if n > 0 {
-			what = fmt.Sprintf("%d new issues", n)
+			what = newIssues(n)
 		}
 		summary = fmt.Sprintf("%s in the %s checked (%s)", what, minutes(covered), strings.Join(partial, "; "))
 	}
@@ -391,4 +391,12 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// newIssues counts issues as a person would write it.
+func newIssues(n int) string {
+	if n == 1 {
+		return "1 new issue"
+	}
+	return fmt.Sprintf("%d new issues", n)
 }

@@ -75,7 +75,7 @@ func TestDemoAutoDeploysThroughTheWholeRunbook(t *testing.T) {
 		"changelog PR #1 by openverse-bot: reviews: APPROVED",
 		"dispatches: 0 (none)",
 		"deploy markers for "+v+": 2 (staging, production)",
-		"run-1 watch: 1 new issues",
+		"run-1 watch: 1 new issue in",
 	)
 	if n := strings.Count(sum, "plan sha256 "); n != 2 {
 		t.Errorf("%d approvals with plan hashes in the summary, want 2 (dev and prod)", n)

@@ -106,7 +106,7 @@ func TestSentryWatchPostsIssuesOnceAcrossARestart(t *testing.T) {
 	w.stop()
 	w.start()
 	w.waitThread("restarted and picked this run up again")
-	w.waitThread("Sentry watch over: 1 new issues in")
+	w.waitThread("Sentry watch over: 1 new issue in")
 	if n := w.countThread("New issue in production"); n != 1 {
 		t.Errorf("the issue was posted %d times", n)
 	}

@@ -27,7 +27,7 @@ func TestSentryOutageIsSaidOnceAndTheGapIsChecked(t *testing.T) {
 	w.sn.AddIssue("ingestion-server", "production", sentryIssue("9301", "ValueError during the outage", "error", 2, 1))
 	w.waitThread("Sentry answers again")
 	w.waitThread("ValueError during the outage")
-	w.waitThread("Sentry watch over: 1 new issues in 20s")
+	w.waitThread("Sentry watch over: 1 new issue in 20s")
 	if n := w.countThread("Sentry does not answer"); n != 1 {
 		t.Errorf("the outage was said %d times, want once", n)
 	}
