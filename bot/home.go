@@ -22,8 +22,12 @@ type Views interface {
 	PublishHome(ctx context.Context, user string, v View) error
 	// OpenModal opens a modal with the trigger_id of a click or command,
 	// which Slack honours for 3 seconds after it.
-	OpenModal(ctx context.Context, triggerID string, m slack.ModalViewRequest) (viewID string, err error)
-	UpdateModal(ctx context.Context, viewID string, m slack.ModalViewRequest) error
+	// It returns the view's id and hash.
+	OpenModal(ctx context.Context, triggerID string, m slack.ModalViewRequest) (viewID, hash string, err error)
+	// UpdateModal replaces the modal; with a hash, only while the view is
+	// still the one that hash names (Slack answers hash_conflict once it
+	// has moved on).
+	UpdateModal(ctx context.Context, viewID, hash string, m slack.ModalViewRequest) error
 }
 
 // Slack's limits on views.
@@ -62,18 +66,18 @@ func (s *SlackChat) PublishHome(ctx context.Context, user string, v View) error 
 
 // OpenModal implements Views with views.open. It is not retried: the
 // trigger_id would expire while waiting.
-func (s *SlackChat) OpenModal(ctx context.Context, triggerID string, m slack.ModalViewRequest) (string, error) {
+func (s *SlackChat) OpenModal(ctx context.Context, triggerID string, m slack.ModalViewRequest) (string, string, error) {
 	resp, err := s.api.OpenViewContext(ctx, triggerID, m)
 	if err != nil {
-		return "", fmt.Errorf("views.open: %w", err)
+		return "", "", fmt.Errorf("views.open: %w", err)
 	}
-	return resp.ID, nil
+	return resp.ID, resp.Hash, nil
 }
 
 // UpdateModal implements Views with views.update.
-func (s *SlackChat) UpdateModal(ctx context.Context, viewID string, m slack.ModalViewRequest) error {
+func (s *SlackChat) UpdateModal(ctx context.Context, viewID, hash string, m slack.ModalViewRequest) error {
 	err := s.retry(ctx, func() error {
-		_, err := s.api.UpdateViewContext(ctx, m, "", "", viewID)
+		_, err := s.api.UpdateViewContext(ctx, m, "", hash, viewID)
 		return err
 	})
 	if err != nil {

@@ -115,7 +115,7 @@ func (b *Bot) viaForm(ctx context.Context, c Click, req steps.ActionRequest) boo
 			slack.NewContextBlock("what", slack.NewTextBlockObject(slack.MarkdownType, fmt.Sprintf("*%s* on `%s`", escape(label), req.RunID), false, false)),
 			slack.NewInputBlock("reason", ptext(question), nil, input),
 		}}}
-	if _, err := views.OpenModal(ctx, c.TriggerID, m); err != nil {
+	if _, _, err := views.OpenModal(ctx, c.TriggerID, m); err != nil {
 		instead := "click " + label + " again"
 		if req.Verb == steps.VerbConfirm && label == "Override" {
 			instead += ", or type `/deploy override " + req.RunID + " <reason>`"
@@ -152,7 +152,7 @@ func (b *Bot) openDeployForm(ctx context.Context, c Click) {
 	if b.opts.BareDeploy {
 		note = ":mag: Looking up the newest releases on GitHub…"
 	}
-	id, err := views.OpenModal(ctx, c.TriggerID, b.deployModal(service, nil, note))
+	id, hash, err := views.OpenModal(ctx, c.TriggerID, b.deployModal(service, nil, note))
 	if err != nil {
 		b.formFailed(ctx, c.Reply, "Deploy", fmt.Sprintf("click Deploy… again, or type `/deploy %s <tag>` in %s", service, b.channelList(false)), err)
 		return
@@ -181,7 +181,9 @@ func (b *Bot) openDeployForm(ctx context.Context, c Click) {
 	if submitted {
 		return // the form has moved on; its answer must not be overwritten
 	}
-	if err := views.UpdateModal(ctx, id, b.deployModal(service, choices, note)); err != nil {
+	// The hash closes the moment between that check and this update: a
+	// form submitted meanwhile has a new hash, and Slack refuses the edit.
+	if err := views.UpdateModal(ctx, id, hash, b.deployModal(service, choices, note)); err != nil {
 		b.log.Info("deploy form not updated with releases", zap.Error(redact.Scrub(err)))
 	}
 }
@@ -361,7 +363,7 @@ func (b *Bot) HandleSubmission(ctx context.Context, s Submission) {
 	default:
 		return
 	}
-	if err := b.home.views.UpdateModal(ctx, s.ViewID, *resultModal(title, text)); err != nil {
+	if err := b.home.views.UpdateModal(ctx, s.ViewID, "", *resultModal(title, text)); err != nil {
 		b.log.Info("form outcome not shown (closed?)", zap.Error(redact.Scrub(err)))
 	}
 }
@@ -380,7 +382,7 @@ func (b *Bot) SubmissionUnrecorded(ctx context.Context, s Submission, err error)
 		return
 	}
 	text := ":x: deploybot could not record this request (" + escape(redact.ScrubString(err.Error())) + "), so it did nothing with it. Close this form and submit it again in a moment."
-	if uerr := b.home.views.UpdateModal(ctx, s.ViewID, *resultModal("Not done", text)); uerr != nil {
+	if uerr := b.home.views.UpdateModal(ctx, s.ViewID, "", *resultModal("Not done", text)); uerr != nil {
 		b.log.Info("form notice not shown (closed?)", zap.Error(redact.Scrub(uerr)))
 	}
 }
