@@ -50,25 +50,18 @@ func (m *Main) terraformLog(ctx context.Context) io.Writer {
 	return zapWriter{log}
 }
 
-// pinger is a store that can say whether it answers (sqlite.DB and the
-// PostgreSQL store both can).
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
 // readiness says why the bot cannot take work now, "" when it can: Slack
 // must be connected and the store must answer a query.
 func (m *Main) readiness(ctx context.Context) string {
 	if m.ready == nil || !m.ready() {
 		return "not connected to Slack"
 	}
-	p, ok := any(m.Store).(pinger)
-	if !ok || p == nil {
+	if m.Store == nil {
 		return "no store"
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := p.Ping(ctx); err != nil {
+	if err := m.Store.Ping(ctx); err != nil {
 		return "the store does not answer: " + redact.ScrubString(err.Error())
 	}
 	return ""
@@ -94,17 +87,10 @@ func (m *Main) serveHTTP() error {
 		}
 		return 0
 	})
-	type depther interface {
-		OutboxDepth(ctx context.Context) (int, error)
-	}
 	mx.OutboxDepth(func() (int, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if d, ok := any(m.Store).(depther); ok {
-			return d.OutboxDepth(ctx)
-		}
-		es, err := m.Store.PendingOutbox(ctx, "")
-		return len(es), err
+		return m.Store.OutboxDepth(ctx)
 	})
 
 	mux := http.NewServeMux()

@@ -25,6 +25,8 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// SchemaVersion is the newest migration applied.
 	SchemaVersion(ctx context.Context) (int, error)
+	// OutboxDepth counts the messages not yet delivered (a metric).
+	OutboxDepth(ctx context.Context) (int, error)
 }
 
 // openStore opens, and migrates, the store cfg names. where says which,
