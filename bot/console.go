@@ -44,8 +44,12 @@ type Console struct {
 	// footer is the choices as printed at the bottom of the terminal, ""
 	// when something else was printed (or typed) after them.
 	footer string
-	timer  *time.Timer
-	done   bool
+	// shown is the numbered choices as last printed: a typed number means
+	// what the person read, even when the offers changed since (a new
+	// button printed later would otherwise take its place).
+	shown []choice
+	timer *time.Timer
+	done  bool
 }
 
 // consoleRun is what the console last showed of a run.
@@ -373,6 +377,7 @@ func (c *Console) schedule() {
 func (c *Console) printChoices() {
 	cs := c.choices()
 	if len(cs) == 0 {
+		c.shown = nil
 		return
 	}
 	var b strings.Builder
@@ -401,6 +406,7 @@ func (c *Console) printChoices() {
 	text := b.String()
 	fmt.Fprint(c.out, text)
 	c.footer = text
+	c.shown = cs
 }
 
 // showChecklist prints every open run's whole message, or the last run's
@@ -608,22 +614,41 @@ func (c *Console) handle(ctx context.Context, line string) bool {
 			c.mu.Unlock()
 		}
 	default:
-		n, err := strconv.Atoi(line)
-		c.mu.Lock()
-		user, cs := c.user, c.choices()
-		c.mu.Unlock()
-		switch {
-		case len(cs) == 0:
-			_ = c.reply(ctx, textView("Nothing to click now. Type s for the checklist, /deploy help for the commands, or :as USER to switch user."))
-			return true
-		case err != nil || n < 1 || n > len(cs):
-			_ = c.reply(ctx, textView(fmt.Sprintf("Type a choice from 1 to %d, s for the checklist, a /command, or :as USER.", len(cs))))
+		ch, user, answer := c.pick(line)
+		if answer != "" {
+			_ = c.reply(ctx, textView(answer))
 			return true
 		}
-		ch := cs[n-1]
 		c.bot.HandleClick(ctx, Click{User: user, Channel: c.channel, MessageTS: ch.ts, ActionID: ch.button.ActionID, Value: ch.button.Value, Reply: c.reply})
 	}
 	return true
+}
+
+// pick resolves a typed number against the choices as last printed, and
+// says what to do instead when it cannot.
+func (c *Console) pick(line string) (choice, string, string) {
+	n, err := strconv.Atoi(line)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs, now := c.shown, c.choices()
+	switch {
+	case len(now) == 0:
+		return choice{}, "", "Nothing to click now. Type s for the checklist, /deploy help for the commands, or :as USER to switch user."
+	case len(cs) == 0:
+		// Offered, but not printed yet: nothing was read to choose from.
+		c.printChoices()
+		return choice{}, "", "The choices are printed above now: type the number of yours."
+	case err != nil || n < 1 || n > len(cs):
+		return choice{}, "", fmt.Sprintf("Type a choice from 1 to %d, s for the checklist, a /command, or :as USER.", len(cs))
+	}
+	ch := cs[n-1]
+	for _, x := range now {
+		if x.ts == ch.ts && x.button.ActionID == ch.button.ActionID && x.button.Value == ch.button.Value {
+			return ch, c.user, ""
+		}
+	}
+	c.printChoices()
+	return choice{}, "", fmt.Sprintf("“%s” is no longer on offer; the choices are printed above now: type the number of yours.", ch.button.Label)
 }
 
 // viewText is a view's mrkdwn: its blocks' texts, or its fallback text.

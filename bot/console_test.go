@@ -283,3 +283,56 @@ func TestConsoleSaysWhyItStops(t *testing.T) {
 		})
 	}
 }
+
+// A typed number means the button that was printed with it, even when the
+// offers changed before they could be printed again (another run's step
+// started waiting and would take its place).
+func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
+	ctx := context.Background()
+	out := newScreen()
+	c := NewConsole(out, "U0ALICE", "C0DEPLOYS", ConsoleSettle(20*time.Millisecond))
+	if _, _, answer := c.pick("1"); !strings.Contains(answer, "Nothing to click now") {
+		t.Errorf("with nothing offered, 1 answered %q", answer)
+	}
+	r := sampleRun()
+	ts, _ := c.Post(ctx, "C0DEPLOYS", "", RenderRun(r))
+	offer := View{Text: "new issue", Blocks: []Block{{Kind: Section, Text: "New issue *INGESTION-4F*"},
+		{Kind: Actions, Buttons: []Button{{Label: "Roll back", ActionID: "rollback:run-1:-1"}, {Label: "Declare incident", ActionID: "incident:run-1:-1"}}}}}
+	if _, err := c.Post(ctx, "C0DEPLOYS", ts, offer); err != nil {
+		t.Fatal(err)
+	}
+	got := out.waitFor(t, 0, "the choices", endsWithChoices)
+	if !strings.Contains(got, "[3] Roll back") {
+		t.Fatalf("choices:\n%s", got)
+	}
+	// From now on the choices are not printed again while the test looks.
+	c.mu.Lock()
+	c.settle = time.Hour
+	c.mu.Unlock()
+	r2 := sampleRun()
+	r2.ID = "run-2"
+	r2.Steps[0].Buttons = []steps.Button{{Verb: steps.VerbApprove, Label: "Approve"}}
+	if _, err := c.Post(ctx, "C0DEPLOYS", "", RenderRun(r2)); err != nil {
+		t.Fatal(err)
+	}
+	if cs := c.choices(); len(cs) != 5 || cs[2].button.Label != "Approve" {
+		t.Fatalf("the new run's step should now come third among the offers: %+v", cs)
+	}
+	ch, user, answer := c.pick("3")
+	if answer != "" || ch.button.Label != "Roll back" || user != "U0ALICE" {
+		t.Errorf("3 picked %q as %q (%q), want Roll back, as printed", ch.button.Label, user, answer)
+	}
+	if _, _, answer := c.pick("5"); !strings.Contains(answer, "from 1 to 4") {
+		t.Errorf("5 of 4 printed choices answered %q", answer)
+	}
+	// A printed button no longer on offer is not clicked: the choices are
+	// printed again.
+	r.Steps[0].Status, r.Steps[0].Buttons = steps.StepDone, nil
+	_ = c.Update(ctx, "C0DEPLOYS", ts, RenderRun(r))
+	if ch, _, answer := c.pick("1"); !strings.Contains(answer, "“Done” is no longer on offer") {
+		t.Errorf("1 (Done, gone) picked %q, answered %q", ch.button.Label, answer)
+	}
+	if ch, _, answer := c.pick("1"); answer != "" || ch.button.Label != "Approve" {
+		t.Errorf("after the reprint, 1 picked %q (%q), want run-2's Approve", ch.button.Label, answer)
+	}
+}
