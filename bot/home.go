@@ -52,7 +52,16 @@ type homeState struct {
 	// releases filled in) must not overwrite their answer.
 	submitted map[string]bool
 	timer     *time.Timer
+	// publishing is set while a refresh publishes, dirty when a change
+	// came meanwhile: one refresh at a time, so an older render can never
+	// land after a newer one, and the last change is always shown.
+	publishing, dirty bool
 }
+
+// viewerTTL is how long a Home tab counts as looked at after it was opened:
+// Slack sends app_home_opened at each visit, so a returning person is
+// remembered again, and a tab opened once long ago costs no refreshes.
+const viewerTTL = 24 * time.Hour
 
 // PublishHome implements Views with views.publish.
 func (s *SlackChat) PublishHome(ctx context.Context, user string, v View) error {
@@ -122,11 +131,31 @@ func (b *Bot) homeChanged() {
 	if h.views == nil || len(h.viewers) == 0 || h.timer != nil {
 		return
 	}
-	h.timer = time.AfterFunc(homeDebounce, func() {
+	h.timer = time.AfterFunc(homeDebounce, b.refreshHomes)
+}
+
+// refreshHomes publishes the tab for everyone looking at it, again until no
+// change came while it published.
+func (b *Bot) refreshHomes() {
+	h := &b.home
+	h.mu.Lock()
+	h.timer = nil
+	if h.publishing {
+		h.dirty = true
+		h.mu.Unlock()
+		return
+	}
+	h.publishing = true
+	h.mu.Unlock()
+	for {
 		h.mu.Lock()
-		h.timer = nil
+		h.dirty = false
 		users := make([]string, 0, len(h.viewers))
-		for u := range h.viewers {
+		for u, at := range h.viewers {
+			if time.Since(at) > viewerTTL {
+				delete(h.viewers, u)
+				continue
+			}
 			users = append(users, u)
 		}
 		h.mu.Unlock()
@@ -137,14 +166,26 @@ func (b *Bot) homeChanged() {
 		}
 		b.mu.Unlock()
 		if closed {
+			h.mu.Lock()
+			h.publishing = false
+			h.mu.Unlock()
 			return
 		}
-		defer b.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		defer cancel()
 		sort.Strings(users)
 		b.publishHome(ctx, users)
-	})
+		cancel()
+		b.wg.Done()
+		h.mu.Lock()
+		if !h.dirty {
+			// Decided under the lock that homeChanged's timer takes: a
+			// change after this starts a refresh of its own.
+			h.publishing = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+	}
 }
 
 // homeNotice shows text atop the user's Home tab: the answer to a click

@@ -1,0 +1,126 @@
+package bot
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+	"go.uber.org/zap"
+
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/integrations/sqlite"
+	"github.com/deploybot/deploybot/steps"
+)
+
+// slowHome is a chat whose views.publish can be held, to see refreshes
+// overlap.
+type slowHome struct {
+	lastViewChat
+	mu       sync.Mutex
+	hold     chan struct{} // when set, publishes wait for it to close
+	inFlight int
+	most     int
+	last     string
+	count    int
+}
+
+func (h *slowHome) PublishHome(ctx context.Context, user string, v View) error {
+	h.mu.Lock()
+	h.inFlight++
+	h.most = max(h.most, h.inFlight)
+	hold := h.hold
+	h.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	var text []string
+	for _, b := range v.Blocks {
+		text = append(text, b.Text)
+	}
+	h.mu.Lock()
+	h.inFlight--
+	h.last = strings.Join(text, "\n")
+	h.count++
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *slowHome) OpenModal(ctx context.Context, triggerID string, m slack.ModalViewRequest) (string, string, error) {
+	return "", "", nil
+}
+
+func (h *slowHome) UpdateModal(ctx context.Context, viewID, hash string, m slack.ModalViewRequest) error {
+	return nil
+}
+
+// Refreshes of the Home tab never overlap, so an older render cannot land
+// after a newer one, and a change made while one publishes is shown by
+// the next.
+func TestHomeRefreshesOneAtATimeAndShowTheLastChange(t *testing.T) {
+	was := homeDebounce
+	homeDebounce = 10 * time.Millisecond
+	t.Cleanup(func() { homeDebounce = was })
+	cfg, err := config.Parse([]byte(`
+slack:
+  deploy_channels: [C0DEPLOYS]
+  deployers: [U0A]
+  approvers: [U0A]
+services:
+  svc:
+    steps:
+      - {id: check, title: Check, instruction: look}
+`), filepath.Join(t.TempDir(), "c.yaml"), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := &slowHome{lastViewChat: lastViewChat{shown: map[string]*steps.Run{}}}
+	b := New(cfg, chat, zap.NewNop(), Options{})
+	eng := steps.NewEngine(db, b, NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, nil, 0), steps.NewRunbooks(cfg), zap.NewNop())
+	b.SetEngine(eng)
+	t.Cleanup(func() { eng.Close(); b.Close(); db.Close() })
+	ctx := context.Background()
+	b.HomeOpened(ctx, "U0A")
+
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	hold := make(chan struct{})
+	chat.mu.Lock()
+	chat.hold = hold
+	before := chat.count
+	chat.mu.Unlock()
+	b.homeChanged()
+	wait("a refresh publishing", func() bool { chat.mu.Lock(); defer chat.mu.Unlock(); return chat.inFlight == 1 })
+
+	// A run starts while that refresh is held.
+	if _, err := eng.Start(ctx, steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A", Channel: "C0DEPLOYS"}); err != nil {
+		t.Fatal(err)
+	}
+	wait("the change noted for the next refresh", func() bool { b.home.mu.Lock(); defer b.home.mu.Unlock(); return b.home.dirty })
+	close(hold)
+	wait("the refresh after the change", func() bool {
+		chat.mu.Lock()
+		defer chat.mu.Unlock()
+		return chat.count >= before+2 && chat.inFlight == 0 && strings.Contains(chat.last, "run-1")
+	})
+	chat.mu.Lock()
+	defer chat.mu.Unlock()
+	if chat.most != 1 {
+		t.Errorf("%d refreshes published at once, want 1", chat.most)
+	}
+}
