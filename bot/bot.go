@@ -30,7 +30,8 @@ type Options struct {
 // Bot handles commands and clicks and keeps every run's message current.
 type Bot struct {
 	cfg  *config.Config
-	chat Chat
+	chat Chat // masked (mask.go)
+	mask redact.Values
 	log  *zap.Logger
 	opts Options
 	eng  *steps.Engine
@@ -56,10 +57,11 @@ func New(cfg *config.Config, chat Chat, log *zap.Logger, opts Options) *Bot {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	b := &Bot{cfg: cfg, chat: chat, log: log, opts: opts, pubs: map[string]*publisher{}, timers: map[*publisher]*time.Timer{}, suspect: map[int64]bool{}}
+	mask := redact.NewValues(cfg.Secrets.Values()...)
+	b := &Bot{cfg: cfg, chat: maskedChat{chat, mask}, mask: mask, log: log, opts: opts, pubs: map[string]*publisher{}, timers: map[*publisher]*time.Timer{}, suspect: map[int64]bool{}}
 	b.idle = sync.NewCond(&b.mu)
 	if v, ok := chat.(Views); ok {
-		b.home.views = v
+		b.home.views = maskedViews{v, mask}
 	}
 	return b
 }
@@ -174,7 +176,7 @@ func (b *Bot) replyView(ctx context.Context, reply Reply, v View) {
 	if reply == nil {
 		return
 	}
-	if err := reply(ctx, v); err != nil {
+	if err := reply(ctx, maskView(b.mask, v)); err != nil {
 		b.log.Warn("reply failed", zap.Error(redact.Scrub(err)))
 	}
 }

@@ -59,6 +59,7 @@ type Engine struct {
 	log      *zap.Logger
 	now      func() time.Time
 	dir      Directory
+	mask     func(string) string // see SetMask
 
 	ctx    context.Context // e.gate: see shutdown.go
 	gate   *gateCtx

@@ -87,6 +87,9 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 	if ev.At.IsZero() {
 		ev.At = e.now().UTC()
 	}
+	if e.mask != nil {
+		ev.Detail = e.mask(ev.Detail)
+	}
 	if err := e.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		log := e.log
 		if ev.RunID != "" {

@@ -48,6 +48,7 @@ func (e *Engine) saveQuiet(ctx context.Context, l *live, c Changes) error {
 			c.Outbox[i].At = now
 		}
 	}
+	e.masked(r, &c)
 	// A transition must not be lost because the request that caused it was
 	// cancelled mid-commit.
 	if err := e.store.SaveRun(context.WithoutCancel(ctx), r, c); err != nil {

@@ -254,6 +254,7 @@ func (m *Main) run(ctx context.Context) error {
 	m.Bot = bot.New(cfg, chat, m.Log, bot.Options{BareDeploy: cfg.GitHub != nil})
 	roles := bot.NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, groups, cfg.Slack.GroupCacheMaxStale)
 	m.Engine = steps.NewEngine(m.Store, m.notifier(), roles, rb, m.Log)
+	m.Engine.SetMask(redact.NewValues(cfg.Secrets.Values()...).String)
 	m.Engine.SetObserver(m.metrics().Runs())
 	if dir != nil {
 		m.Engine.SetDirectory(dir)
@@ -352,7 +353,9 @@ func (m *Main) setupLog() error {
 		encoder = zapcore.NewConsoleEncoder(enc)
 	}
 	// The console prints the conversation on stdout; logs go to stderr.
-	core := zapcore.NewCore(encoder, zapcore.AddSync(m.Stderr), level)
+	// The configured secrets' values are masked in every line, whatever
+	// quoted them (an outside system's answer in an error).
+	core := zapcore.NewCore(encoder, zapcore.AddSync(redact.NewValues(m.Config.Secrets.Values()...).Writer(m.Stderr)), level)
 	if dsn := m.Config.Secrets.SentryDSN; dsn.IsSet() {
 		if err := sentry.Init(sentry.ClientOptions{Dsn: dsn.Reveal(), AttachStacktrace: true, Transport: m.SentryTransport}); err != nil {
 			return errors.New("SENTRY_DSN is not a valid DSN")

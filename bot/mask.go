@@ -1,0 +1,52 @@
+package bot
+
+import (
+	"context"
+
+	"github.com/deploybot/deploybot/internal/redact"
+)
+
+// Everything the bot sends leaves through the masks below: the configured
+// secrets' values never reach Slack, even when an outside system's answer
+// quotes one. (What runs store is masked by the engine, steps.SetMask.)
+
+func maskView(m redact.Values, v View) View {
+	v.Text = m.String(v.Text)
+	if len(v.Blocks) > 0 {
+		bs := make([]Block, len(v.Blocks))
+		copy(bs, v.Blocks)
+		for i := range bs {
+			bs[i].Text = m.String(bs[i].Text)
+		}
+		v.Blocks = bs
+	}
+	return v
+}
+
+// maskedChat is a Chat that masks what it sends.
+type maskedChat struct {
+	Chat
+	m redact.Values
+}
+
+func (c maskedChat) Post(ctx context.Context, channel, threadTS string, v View) (string, error) {
+	return c.Chat.Post(ctx, channel, threadTS, maskView(c.m, v))
+}
+
+func (c maskedChat) Update(ctx context.Context, channel, ts string, v View) error {
+	return c.Chat.Update(ctx, channel, ts, maskView(c.m, v))
+}
+
+func (c maskedChat) Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error {
+	return c.Chat.Upload(ctx, channel, threadTS, c.m.String(name), c.m.String(title), c.m.Bytes(content))
+}
+
+// maskedViews is Views that masks the Home tab.
+type maskedViews struct {
+	Views
+	m redact.Values
+}
+
+func (v maskedViews) PublishHome(ctx context.Context, user string, view View) error {
+	return v.Views.PublishHome(ctx, user, maskView(v.m, view))
+}

@@ -1,0 +1,84 @@
+package redact
+
+import (
+	"encoding/json"
+	"io"
+	"sort"
+	"strings"
+)
+
+// minSecret is the shortest value Values masks: a shorter one (a
+// one-letter password) would mask ordinary words everywhere.
+const minSecret = 6
+
+// Values masks known secret values (the configured tokens and passwords)
+// wherever they appear: the last line of defence for text that reaches a
+// log or Slack from an outside system's answer (an error that quotes a
+// header, a tool that echoes its input). The zero value masks nothing.
+type Values struct{ r *strings.Replacer }
+
+// NewValues masks each value of at least six characters, as it is and as
+// it reads inside a JSON string (a log line), longest first so that a
+// secret containing another is masked whole.
+func NewValues(secrets ...string) Values {
+	seen := map[string]bool{}
+	var forms []string
+	for _, s := range secrets {
+		if len(s) < minSecret {
+			continue
+		}
+		q, _ := json.Marshal(s)
+		for _, f := range []string{s, string(q[1 : len(q)-1])} {
+			if !seen[f] {
+				seen[f] = true
+				forms = append(forms, f)
+			}
+		}
+	}
+	if len(forms) == 0 {
+		return Values{}
+	}
+	sort.Slice(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	pairs := make([]string, 0, 2*len(forms))
+	for _, f := range forms {
+		pairs = append(pairs, f, Mask)
+	}
+	return Values{r: strings.NewReplacer(pairs...)}
+}
+
+// String returns s with every secret masked.
+func (v Values) String(s string) string {
+	if v.r == nil {
+		return s
+	}
+	return v.r.Replace(s)
+}
+
+// Bytes is String for file contents.
+func (v Values) Bytes(b []byte) []byte {
+	if v.r == nil {
+		return b
+	}
+	return []byte(v.r.Replace(string(b)))
+}
+
+// Writer masks what is written to w. Each Write must hold whole values:
+// zap writes one entry per call, so a log line is never split inside one.
+func (v Values) Writer(w io.Writer) io.Writer {
+	if v.r == nil {
+		return w
+	}
+	return valuesWriter{v, w}
+}
+
+type valuesWriter struct {
+	v Values
+	w io.Writer
+}
+
+func (m valuesWriter) Write(p []byte) (int, error) {
+	if _, err := m.w.Write(m.v.Bytes(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
