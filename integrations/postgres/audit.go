@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -19,7 +20,7 @@ func appendEvent(b *pgx.Batch, e steps.AuditEvent, now time.Time) {
 		e.At = now
 	}
 	b.Queue(`INSERT INTO audit (run_id, at, actor, action, step_id, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
-		e.RunID, formatTime(e.At), e.Actor, e.Action, e.StepID, e.Detail)
+		e.RunID, storecodec.FormatTime(e.At), e.Actor, e.Action, e.StepID, e.Detail)
 }
 
 func (db *DB) AppendAudit(ctx context.Context, events ...steps.AuditEvent) error {
@@ -48,20 +49,8 @@ func (db *DB) Audit(ctx context.Context, runID string) ([]steps.AuditEvent, erro
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var (
-				e  steps.AuditEvent
-				at string
-			)
-			if err := rows.Scan(&e.Seq, &e.RunID, &at, &e.Actor, &e.Action, &e.StepID, &e.Detail); err != nil {
-				return err
-			}
-			if e.At, err = parseTime(at); err != nil {
-				return err
-			}
-			events = append(events, e)
-		}
-		return rows.Err()
+		events, err = storecodec.Collect(rows, storecodec.ScanAudit)
+		return err
 	})
 	return events, wrap("audit", err)
 }
@@ -69,7 +58,7 @@ func (db *DB) Audit(ctx context.Context, runID string) ([]steps.AuditEvent, erro
 // Approvals returns none, not ErrNotFound, for an unknown run: it answers
 // "what was approved", and for such a run that is nothing.
 func (db *DB) Approvals(ctx context.Context, runID string) ([]steps.Approval, error) {
-	id, ok := parseID(runID)
+	id, ok := storecodec.ParseID(runID)
 	if !ok {
 		return nil, nil
 	}
@@ -81,18 +70,10 @@ func (db *DB) Approvals(ctx context.Context, runID string) ([]steps.Approval, er
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			a := steps.Approval{RunID: runID}
-			var at string
-			if err := rows.Scan(&a.StepIndex, &a.StepID, &a.Approver, &a.Decision, &at, &a.PlanSHA256, &a.Commit); err != nil {
-				return err
-			}
-			if a.At, err = parseTime(at); err != nil {
-				return err
-			}
-			out = append(out, a)
-		}
-		return rows.Err()
+		out, err = storecodec.Collect(rows, func(sc storecodec.Scanner) (steps.Approval, error) {
+			return storecodec.ScanApproval(sc, runID)
+		})
+		return err
 	})
 	return out, wrap("approvals", err)
 }
@@ -107,10 +88,10 @@ func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
 	now := db.now().UTC()
 	var fresh bool
 	err := db.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM deliveries WHERE at < $1`, formatTime(now.Add(-deliveryTTL))); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM deliveries WHERE at < $1`, storecodec.FormatTime(now.Add(-deliveryTTL))); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, formatTime(now))
+		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, storecodec.FormatTime(now))
 		fresh = tag.RowsAffected() == 1
 		return err
 	})

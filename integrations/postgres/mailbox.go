@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -22,7 +23,7 @@ const actionsChannel = "deploybot_actions"
 func (db *DB) AddPendingAction(ctx context.Context, a *steps.PendingAction) error {
 	return wrap("record a request for "+a.RunID, db.write(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `INSERT INTO pending_actions (run_id, body, created_at) VALUES ($1, $2, $3) RETURNING id`,
-			a.RunID, a.Body, formatTime(a.CreatedAt.UTC())).Scan(&a.ID); err != nil {
+			a.RunID, a.Body, storecodec.FormatTime(a.CreatedAt.UTC())).Scan(&a.ID); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, actionsChannel, a.RunID)
@@ -37,24 +38,13 @@ func (db *DB) PendingActions(ctx context.Context) ([]steps.PendingAction, error)
 		return nil, wrap("read pending requests", err)
 	}
 	defer rows.Close()
-	var out []steps.PendingAction
-	for rows.Next() {
-		var a steps.PendingAction
-		var at string
-		if err := rows.Scan(&a.ID, &a.RunID, &a.Body, &at); err != nil {
-			return nil, wrap("read pending requests", err)
-		}
-		if a.CreatedAt, err = parseTime(at); err != nil {
-			return nil, wrap("read pending requests", err)
-		}
-		out = append(out, a)
-	}
-	return out, wrap("read pending requests", rows.Err())
+	out, err := storecodec.Collect(rows, storecodec.ScanAction)
+	return out, wrap("read pending requests", err)
 }
 
 // MarkActionTaken implements steps.Mailbox.
 func (db *DB) MarkActionTaken(ctx context.Context, id int64) error {
-	_, err := db.pool.Exec(ctx, `UPDATE pending_actions SET taken_at = $1 WHERE id = $2 AND taken_at = ''`, formatTime(db.now().UTC()), id)
+	_, err := db.pool.Exec(ctx, `UPDATE pending_actions SET taken_at = $1 WHERE id = $2 AND taken_at = ''`, storecodec.FormatTime(db.now().UTC()), id)
 	return wrap("mark a request taken", err)
 }
 

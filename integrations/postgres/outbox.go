@@ -2,10 +2,10 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -14,19 +14,12 @@ import (
 // run's entries get their ids in commit order and are delivered in it.
 func putOutbox(b *pgx.Batch, runID string, es []steps.OutboxEntry, now string) error {
 	for _, e := range es {
-		if e.RunID == "" {
-			e.RunID = runID
-		}
-		buttons, err := encodeButtons(e.Buttons)
+		args, err := storecodec.OutboxArgs(e, runID, now)
 		if err != nil {
 			return err
 		}
-		at := now
-		if !e.At.IsZero() {
-			at = formatTime(e.At.UTC())
-		}
 		b.Queue(`INSERT INTO outbox (run_id, kind, channel, text, buttons, name, title, content, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.RunID, string(e.Kind), e.Channel, e.Text, buttons, e.Name, e.Title, e.Content, at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, args...)
 	}
 	return nil
 }
@@ -44,13 +37,13 @@ func markDelivered(b *pgx.Batch, ds []steps.Delivery, now string) {
 
 // MarkDelivered implements steps.Store.
 func (db *DB) MarkDelivered(ctx context.Context, ds []steps.Delivery, follow ...steps.OutboxEntry) error {
-	now := formatTime(db.now().UTC())
+	now := storecodec.FormatTime(db.now().UTC())
 	return wrap("mark delivered", db.write(ctx, func(tx pgx.Tx) error {
 		// Follow-ups join their run's outbox under its row lock, like a
 		// transition's entries (see putOutbox).
 		var ids []int64
 		for _, e := range follow {
-			if n, ok := parseID(e.RunID); ok {
+			if n, ok := storecodec.ParseID(e.RunID); ok {
 				ids = append(ids, n)
 			}
 		}
@@ -83,22 +76,8 @@ func (db *DB) PendingOutbox(ctx context.Context, runID string) ([]steps.OutboxEn
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var e steps.OutboxEntry
-			var kind, buttons, at string
-			if err := rows.Scan(&e.ID, &e.RunID, &kind, &e.Channel, &e.Text, &buttons, &e.Name, &e.Title, &e.Content, &at); err != nil {
-				return err
-			}
-			e.Kind = steps.OutboxKind(kind)
-			if e.Buttons, err = decodeButtons(buttons); err != nil {
-				return fmt.Errorf("outbox %d: %w", e.ID, err)
-			}
-			if e.At, err = parseTime(at); err != nil {
-				return fmt.Errorf("outbox %d: %w", e.ID, err)
-			}
-			out = append(out, e)
-		}
-		return rows.Err()
+		out, err = storecodec.Collect(rows, storecodec.ScanOutbox)
+		return err
 	})
 	return out, wrap("pending outbox", err)
 }

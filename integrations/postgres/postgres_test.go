@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/internal/testtool"
 	"github.com/deploybot/deploybot/steps"
 	"github.com/deploybot/deploybot/steps/storetest"
@@ -91,7 +92,7 @@ func TestReplicasStartingTogetherMigrateOnce(t *testing.T) {
 		}
 		versions = append(versions, v)
 	}
-	ms, _ := loadMigrations(migrationFS)
+	ms, _ := storecodec.LoadMigrations(migrationFS)
 	if len(versions) != len(ms) {
 		t.Errorf("applied %v, want each of the %d migrations once", versions, len(ms))
 	}

@@ -6,13 +6,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
 // CreateRun fills in r.ID and r.Rev, and CreatedAt and UpdatedAt when they
 // are zero, once the run is committed; on error r is left as it was.
 func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) error {
-	if err := checkIndexes(r); err != nil {
+	if err := storecodec.CheckIndexes(r); err != nil {
 		return fmt.Errorf("postgres: create run: %w", err)
 	}
 	now := db.now().UTC()
@@ -23,7 +24,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 	if updated.IsZero() {
 		updated = created
 	}
-	data, err := encodeMap(r.Data)
+	data, err := storecodec.EncodeMap(r.Data)
 	if err != nil {
 		return fmt.Errorf("postgres: create run: %w", err)
 	}
@@ -34,7 +35,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 			return tx.QueryRow(ctx, `INSERT INTO runs (kind, service, version, requester, channel, message_ts, summary, state, outcome, created_at, updated_at, ended_at, data, lock_key, rev)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1) RETURNING id`,
 				string(r.Kind), r.Service, r.Version, r.Requester, r.Channel, r.MessageTS, r.Summary,
-				string(r.State), r.Outcome, formatTime(created), formatTime(updated), formatTime(r.EndedAt), data, r.Lock()).Scan(&id)
+				string(r.State), r.Outcome, storecodec.FormatTime(created), storecodec.FormatTime(updated), storecodec.FormatTime(r.EndedAt), data, r.Lock()).Scan(&id)
 		})
 		if isLockConflict(err) {
 			return lockHolder(ctx, tx, r.Service, r.Lock(), 0)
@@ -42,7 +43,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 		if err != nil {
 			return err
 		}
-		runID := formatID(id)
+		runID := storecodec.FormatID(id)
 		b := &pgx.Batch{}
 		if err := putSteps(b, id, r.Steps); err != nil {
 			return err
@@ -51,7 +52,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 			e.RunID = runID
 			appendEvent(b, e, now)
 		}
-		if err := putOutbox(b, runID, c.Outbox, formatTime(now)); err != nil {
+		if err := putOutbox(b, runID, c.Outbox, storecodec.FormatTime(now)); err != nil {
 			return err
 		}
 		return tx.SendBatch(ctx, b).Close()
@@ -59,7 +60,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 	if err != nil {
 		return wrap("create run", err)
 	}
-	r.ID = formatID(id)
+	r.ID = storecodec.FormatID(id)
 	r.CreatedAt, r.UpdatedAt = created, updated
 	r.Rev = 1
 	return nil
@@ -70,11 +71,11 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 // returns steps.ErrStale and writes nothing. A run that reopens while
 // another run holds its service gets a *steps.LockedError, like CreateRun.
 func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error {
-	id, ok := parseID(r.ID)
+	id, ok := storecodec.ParseID(r.ID)
 	if !ok {
 		return steps.ErrNotFound
 	}
-	if err := checkIndexes(r); err != nil {
+	if err := storecodec.CheckIndexes(r); err != nil {
 		return fmt.Errorf("postgres: save %s: %w", r.ID, err)
 	}
 	for _, a := range c.Approvals {
@@ -83,7 +84,7 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 		}
 	}
 	now := db.now().UTC()
-	data, err := encodeMap(r.Data)
+	data, err := storecodec.EncodeMap(r.Data)
 	if err != nil {
 		return fmt.Errorf("postgres: save %s: %w", r.ID, err)
 	}
@@ -99,7 +100,7 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 				state = $8, outcome = $9, updated_at = $10, ended_at = $11, data = $12, lock_key = $13, rev = rev + 1
 				WHERE id = $14 AND rev = $15`,
 				string(r.Kind), r.Service, r.Version, r.Requester, r.Channel, r.MessageTS, r.Summary,
-				string(r.State), r.Outcome, formatTime(now), formatTime(r.EndedAt), data, r.Lock(), id, r.Rev)
+				string(r.State), r.Outcome, storecodec.FormatTime(now), storecodec.FormatTime(r.EndedAt), data, r.Lock(), id, r.Rev)
 			n = tag.RowsAffected()
 			return err
 		})
@@ -136,10 +137,10 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 			}
 			b.Queue(`INSERT INTO approvals (run_id, step_idx, step_id, approver, decision, at, plan_sha256, commit_sha)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, a.StepIndex, a.StepID, a.Approver, a.Decision,
-				formatTime(at), a.PlanSHA256, a.Commit)
+				storecodec.FormatTime(at), a.PlanSHA256, a.Commit)
 		}
-		markDelivered(b, c.Delivered, formatTime(now))
-		if err := putOutbox(b, r.ID, c.Outbox, formatTime(now)); err != nil {
+		markDelivered(b, c.Delivered, storecodec.FormatTime(now))
+		if err := putOutbox(b, r.ID, c.Outbox, storecodec.FormatTime(now)); err != nil {
 			return err
 		}
 		return tx.SendBatch(ctx, b).Close()
@@ -171,12 +172,7 @@ func lockSafe(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error) error {
 // table always mirrors r.Steps exactly.
 func putSteps(b *pgx.Batch, runID int64, ss []steps.StepState) error {
 	for i := range ss {
-		s := &ss[i]
-		buttons, err := encodeButtons(s.Buttons)
-		if err != nil {
-			return err
-		}
-		data, err := encodeMap(s.Data)
+		args, err := storecodec.StepArgs(runID, i, &ss[i])
 		if err != nil {
 			return err
 		}
@@ -186,9 +182,7 @@ func putSteps(b *pgx.Batch, runID int64, ss []steps.StepState) error {
 				seq = excluded.seq, attempt = excluded.attempt, note = excluded.note, prompt = excluded.prompt,
 				buttons = excluded.buttons, waiting_on = excluded.waiting_on, actor = excluded.actor,
 				started_at = excluded.started_at, ended_at = excluded.ended_at, comp = excluded.comp, data = excluded.data`,
-			runID, i, s.ID, s.Title, string(s.Status), s.Seq, s.Attempt, s.Note,
-			s.Prompt, buttons, s.WaitingOn, s.Actor, formatTime(s.StartedAt), formatTime(s.EndedAt),
-			string(s.Comp), data)
+			args...)
 	}
 	b.Queue(`DELETE FROM steps WHERE run_id = $1 AND idx >= $2`, runID, len(ss))
 	return nil
@@ -208,16 +202,16 @@ func lockHolder(ctx context.Context, tx pgx.Tx, service, key string, self int64)
 	if err != nil {
 		return fmt.Errorf("service lock of %s refused, holder not found: %w", service, err)
 	}
-	since, err := parseTime(createdAt)
+	since, err := storecodec.ParseTime(createdAt)
 	if err != nil {
 		return err
 	}
-	return &steps.LockedError{Service: service, RunID: formatID(id), Requester: requester, Since: since}
+	return &steps.LockedError{Service: service, RunID: storecodec.FormatID(id), Requester: requester, Since: since}
 }
 
 // Run returns ErrNotFound for ids this store could never have issued, too.
 func (db *DB) Run(ctx context.Context, id string) (*steps.Run, error) {
-	n, ok := parseID(id)
+	n, ok := storecodec.ParseID(id)
 	if !ok {
 		return nil, steps.ErrNotFound
 	}
@@ -265,88 +259,24 @@ func (db *DB) Runs(ctx context.Context, service string, limit int) ([]*steps.Run
 // loadRuns reads the runs that tail selects, in its order, then all their
 // steps in one query rather than one per run.
 func loadRuns(ctx context.Context, tx pgx.Tx, tail string, args ...any) ([]*steps.Run, error) {
-	rows, err := tx.Query(ctx, `SELECT id, kind, service, version, requester, channel, message_ts, summary,
-		state, outcome, created_at, updated_at, ended_at, data, rev FROM runs `+tail, args...)
+	rows, err := tx.Query(ctx, `SELECT `+storecodec.RunColumns+` FROM runs `+tail, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var (
-		runs []*steps.Run
-		byID = map[int64]*steps.Run{}
-		ids  []int64
-	)
-	for rows.Next() {
-		var (
-			id                                int64
-			r                                 steps.Run
-			kind, state                       string
-			created, updated, ended, dataJSON string
-		)
-		if err := rows.Scan(&id, &kind, &r.Service, &r.Version, &r.Requester, &r.Channel, &r.MessageTS, &r.Summary,
-			&state, &r.Outcome, &created, &updated, &ended, &dataJSON, &r.Rev); err != nil {
-			return nil, err
-		}
-		r.ID, r.Kind, r.State = formatID(id), steps.RunKind(kind), steps.RunState(state)
-		if r.CreatedAt, err = parseTime(created); err != nil {
-			return nil, err
-		}
-		if r.UpdatedAt, err = parseTime(updated); err != nil {
-			return nil, err
-		}
-		if r.EndedAt, err = parseTime(ended); err != nil {
-			return nil, err
-		}
-		if r.Data, err = decodeMap(dataJSON); err != nil {
-			return nil, fmt.Errorf("%s data: %w", r.ID, err)
-		}
-		runs = append(runs, &r)
-		byID[id] = &r
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	var set storecodec.RunSet
+	if err := set.AddRuns(rows); err != nil {
 		return nil, err
 	}
 	rows.Close()
-	if len(ids) == 0 {
+	if len(set.IDs()) == 0 {
 		return nil, nil
 	}
-	srows, err := tx.Query(ctx, `SELECT run_id, idx, id, title, status, seq, attempt, note, prompt, buttons,
-		waiting_on, actor, started_at, ended_at, comp, data FROM steps
-		WHERE run_id = ANY($1) ORDER BY run_id, idx`, ids)
+	srows, err := tx.Query(ctx, `SELECT `+storecodec.StepColumns+` FROM steps
+		WHERE run_id = ANY($1) ORDER BY run_id, idx`, set.IDs())
 	if err != nil {
 		return nil, err
 	}
 	defer srows.Close()
-	for srows.Next() {
-		var (
-			runID                             int64
-			s                                 steps.StepState
-			status, comp                      string
-			buttons, started, ended, dataJSON string
-		)
-		if err := srows.Scan(&runID, &s.Index, &s.ID, &s.Title, &status, &s.Seq, &s.Attempt, &s.Note, &s.Prompt,
-			&buttons, &s.WaitingOn, &s.Actor, &started, &ended, &comp, &dataJSON); err != nil {
-			return nil, err
-		}
-		s.Status, s.Comp = steps.StepStatus(status), steps.CompState(comp)
-		if s.StartedAt, err = parseTime(started); err != nil {
-			return nil, err
-		}
-		if s.EndedAt, err = parseTime(ended); err != nil {
-			return nil, err
-		}
-		if s.Buttons, err = decodeButtons(buttons); err != nil {
-			return nil, fmt.Errorf("%s step %d buttons: %w", formatID(runID), s.Index, err)
-		}
-		if s.Data, err = decodeMap(dataJSON); err != nil {
-			return nil, fmt.Errorf("%s step %d data: %w", formatID(runID), s.Index, err)
-		}
-		r := byID[runID]
-		if s.Index != len(r.Steps) {
-			return nil, fmt.Errorf("%s: step %d missing", r.ID, len(r.Steps))
-		}
-		r.Steps = append(r.Steps, s)
-	}
-	return runs, srows.Err()
+	return set.AddSteps(srows)
 }

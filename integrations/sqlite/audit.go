@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -19,7 +20,7 @@ func (db *DB) appendEvent(ctx context.Context, tx *sql.Tx, e steps.AuditEvent, n
 		e.At = now
 	}
 	_, err := tx.StmtContext(ctx, db.stmts.insertAudit).ExecContext(ctx,
-		e.RunID, formatTime(e.At), e.Actor, e.Action, e.StepID, e.Detail)
+		e.RunID, storecodec.FormatTime(e.At), e.Actor, e.Action, e.StepID, e.Detail)
 	return err
 }
 
@@ -50,20 +51,8 @@ func (db *DB) Audit(ctx context.Context, runID string) ([]steps.AuditEvent, erro
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var (
-				e  steps.AuditEvent
-				at string
-			)
-			if err := rows.Scan(&e.Seq, &e.RunID, &at, &e.Actor, &e.Action, &e.StepID, &e.Detail); err != nil {
-				return err
-			}
-			if e.At, err = parseTime(at); err != nil {
-				return err
-			}
-			events = append(events, e)
-		}
-		return rows.Err()
+		events, err = storecodec.Collect(rows, storecodec.ScanAudit)
+		return err
 	})
 	return events, wrap("audit", err)
 }
@@ -71,7 +60,7 @@ func (db *DB) Audit(ctx context.Context, runID string) ([]steps.AuditEvent, erro
 // Approvals returns none, not ErrNotFound, for an unknown run: it answers
 // "what was approved", and for such a run that is nothing.
 func (db *DB) Approvals(ctx context.Context, runID string) ([]steps.Approval, error) {
-	id, ok := parseID(runID)
+	id, ok := storecodec.ParseID(runID)
 	if !ok {
 		return nil, nil
 	}
@@ -83,18 +72,10 @@ func (db *DB) Approvals(ctx context.Context, runID string) ([]steps.Approval, er
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			a := steps.Approval{RunID: runID}
-			var at string
-			if err := rows.Scan(&a.StepIndex, &a.StepID, &a.Approver, &a.Decision, &at, &a.PlanSHA256, &a.Commit); err != nil {
-				return err
-			}
-			if a.At, err = parseTime(at); err != nil {
-				return err
-			}
-			out = append(out, a)
-		}
-		return rows.Err()
+		out, err = storecodec.Collect(rows, func(sc storecodec.Scanner) (steps.Approval, error) {
+			return storecodec.ScanApproval(sc, runID)
+		})
+		return err
 	})
 	return out, wrap("approvals", err)
 }
@@ -108,10 +89,10 @@ func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
 	now := db.now().UTC()
 	var fresh bool
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.StmtContext(ctx, db.stmts.pruneDeliveries).ExecContext(ctx, formatTime(now.Add(-deliveryTTL))); err != nil {
+		if _, err := tx.StmtContext(ctx, db.stmts.pruneDeliveries).ExecContext(ctx, storecodec.FormatTime(now.Add(-deliveryTTL))); err != nil {
 			return err
 		}
-		res, err := tx.StmtContext(ctx, db.stmts.insertDelivery).ExecContext(ctx, id, formatTime(now))
+		res, err := tx.StmtContext(ctx, db.stmts.insertDelivery).ExecContext(ctx, id, storecodec.FormatTime(now))
 		if err != nil {
 			return err
 		}

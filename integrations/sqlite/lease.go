@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -18,7 +19,7 @@ func (db *DB) TakeLease(ctx context.Context, runID, owner string, ttl time.Durat
 		res, err := tx.ExecContext(ctx, `INSERT INTO leases (run_id, owner, expires_at) VALUES (?, ?, ?)
 			ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
 			WHERE leases.owner = excluded.owner OR leases.expires_at <= ?`,
-			runID, owner, formatTime(now.Add(ttl)), formatTime(now))
+			runID, owner, storecodec.FormatTime(now.Add(ttl)), storecodec.FormatTime(now))
 		if err != nil {
 			return err
 		}

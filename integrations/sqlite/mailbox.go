@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -13,7 +14,7 @@ var _ steps.Mailbox = (*DB)(nil)
 func (db *DB) AddPendingAction(ctx context.Context, a *steps.PendingAction) error {
 	return wrap("record a request for "+a.RunID, db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO pending_actions (run_id, body, created_at) VALUES (?, ?, ?)`,
-			a.RunID, a.Body, formatTime(a.CreatedAt.UTC()))
+			a.RunID, a.Body, storecodec.FormatTime(a.CreatedAt.UTC()))
 		if err != nil {
 			return err
 		}
@@ -29,25 +30,14 @@ func (db *DB) PendingActions(ctx context.Context) ([]steps.PendingAction, error)
 		return nil, wrap("read pending requests", err)
 	}
 	defer rows.Close()
-	var out []steps.PendingAction
-	for rows.Next() {
-		var a steps.PendingAction
-		var at string
-		if err := rows.Scan(&a.ID, &a.RunID, &a.Body, &at); err != nil {
-			return nil, wrap("read pending requests", err)
-		}
-		if a.CreatedAt, err = parseTime(at); err != nil {
-			return nil, wrap("read pending requests", err)
-		}
-		out = append(out, a)
-	}
-	return out, wrap("read pending requests", rows.Err())
+	out, err := storecodec.Collect(rows, storecodec.ScanAction)
+	return out, wrap("read pending requests", err)
 }
 
 // MarkActionTaken implements steps.Mailbox.
 func (db *DB) MarkActionTaken(ctx context.Context, id int64) error {
 	return wrap("mark a request taken", db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE pending_actions SET taken_at = ? WHERE id = ? AND taken_at = ''`, formatTime(db.now().UTC()), id)
+		_, err := tx.ExecContext(ctx, `UPDATE pending_actions SET taken_at = ? WHERE id = ? AND taken_at = ''`, storecodec.FormatTime(db.now().UTC()), id)
 		return err
 	}))
 }

@@ -3,8 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"fmt"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -12,19 +12,12 @@ import (
 // entries that do not name their run.
 func (db *DB) putOutbox(ctx context.Context, tx *sql.Tx, runID string, es []steps.OutboxEntry, now string) error {
 	for _, e := range es {
-		if e.RunID == "" {
-			e.RunID = runID
-		}
-		buttons, err := encodeButtons(e.Buttons)
+		args, err := storecodec.OutboxArgs(e, runID, now)
 		if err != nil {
 			return err
 		}
-		at := now
-		if !e.At.IsZero() {
-			at = formatTime(e.At.UTC())
-		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (run_id, kind, channel, text, buttons, name, title, content, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.RunID, string(e.Kind), e.Channel, e.Text, buttons, e.Name, e.Title, e.Content, at); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return err
 		}
 	}
@@ -49,7 +42,7 @@ func (db *DB) markDelivered(ctx context.Context, tx *sql.Tx, ds []steps.Delivery
 
 // MarkDelivered implements steps.Store.
 func (db *DB) MarkDelivered(ctx context.Context, ds []steps.Delivery, follow ...steps.OutboxEntry) error {
-	now := formatTime(db.now().UTC())
+	now := storecodec.FormatTime(db.now().UTC())
 	return wrap("mark delivered", db.write(ctx, func(tx *sql.Tx) error {
 		if err := db.markDelivered(ctx, tx, ds, now); err != nil {
 			return err
@@ -73,22 +66,8 @@ func (db *DB) PendingOutbox(ctx context.Context, runID string) ([]steps.OutboxEn
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var e steps.OutboxEntry
-			var kind, buttons, at string
-			if err := rows.Scan(&e.ID, &e.RunID, &kind, &e.Channel, &e.Text, &buttons, &e.Name, &e.Title, &e.Content, &at); err != nil {
-				return err
-			}
-			e.Kind = steps.OutboxKind(kind)
-			if e.Buttons, err = decodeButtons(buttons); err != nil {
-				return fmt.Errorf("outbox %d: %w", e.ID, err)
-			}
-			if e.At, err = parseTime(at); err != nil {
-				return fmt.Errorf("outbox %d: %w", e.ID, err)
-			}
-			out = append(out, e)
-		}
-		return rows.Err()
+		out, err = storecodec.Collect(rows, storecodec.ScanOutbox)
+		return err
 	})
 	return out, wrap("pending outbox", err)
 }

@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/deploybot/deploybot/internal/storecodec"
 	"github.com/deploybot/deploybot/steps"
 )
 
 // CreateRun fills in r.ID, and CreatedAt and UpdatedAt when they are zero,
 // once the run is committed; on error r is left as it was.
 func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) error {
-	if err := checkIndexes(r); err != nil {
+	if err := storecodec.CheckIndexes(r); err != nil {
 		return fmt.Errorf("sqlite: create run: %w", err)
 	}
 	now := db.now().UTC()
@@ -24,7 +25,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 	if updated.IsZero() {
 		updated = created
 	}
-	data, err := encodeMap(r.Data)
+	data, err := storecodec.EncodeMap(r.Data)
 	if err != nil {
 		return fmt.Errorf("sqlite: create run: %w", err)
 	}
@@ -33,7 +34,7 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, db.stmts.insertRun).ExecContext(ctx,
 			string(r.Kind), r.Service, r.Version, r.Requester, r.Channel, r.MessageTS, r.Summary,
-			string(r.State), r.Outcome, formatTime(created), formatTime(updated), formatTime(r.EndedAt), data, r.Lock())
+			string(r.State), r.Outcome, storecodec.FormatTime(created), storecodec.FormatTime(updated), storecodec.FormatTime(r.EndedAt), data, r.Lock())
 		if isLockConflict(err) {
 			return lockHolder(ctx, tx, r.Service, r.Lock(), 0)
 		}
@@ -46,19 +47,19 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 		if err := db.putSteps(ctx, tx, id, r.Steps); err != nil {
 			return err
 		}
-		runID := formatID(id)
+		runID := storecodec.FormatID(id)
 		for _, e := range c.Events {
 			e.RunID = runID
 			if err := db.appendEvent(ctx, tx, e, now); err != nil {
 				return err
 			}
 		}
-		return db.putOutbox(ctx, tx, runID, c.Outbox, formatTime(now))
+		return db.putOutbox(ctx, tx, runID, c.Outbox, storecodec.FormatTime(now))
 	})
 	if err != nil {
 		return wrap("create run", err)
 	}
-	r.ID = formatID(id)
+	r.ID = storecodec.FormatID(id)
 	r.CreatedAt, r.UpdatedAt = created, updated
 	r.Rev = 1
 	return nil
@@ -68,11 +69,11 @@ func (db *DB) CreateRun(ctx context.Context, r *steps.Run, c steps.Changes) erro
 // reopens (say, a retry after it failed) while another run holds its
 // service gets a *steps.LockedError, like CreateRun.
 func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error {
-	id, ok := parseID(r.ID)
+	id, ok := storecodec.ParseID(r.ID)
 	if !ok {
 		return steps.ErrNotFound
 	}
-	if err := checkIndexes(r); err != nil {
+	if err := storecodec.CheckIndexes(r); err != nil {
 		return fmt.Errorf("sqlite: save %s: %w", r.ID, err)
 	}
 	for _, a := range c.Approvals {
@@ -81,7 +82,7 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 		}
 	}
 	now := db.now().UTC()
-	data, err := encodeMap(r.Data)
+	data, err := storecodec.EncodeMap(r.Data)
 	if err != nil {
 		return fmt.Errorf("sqlite: save %s: %w", r.ID, err)
 	}
@@ -89,7 +90,7 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, db.stmts.updateRun).ExecContext(ctx,
 			string(r.Kind), r.Service, r.Version, r.Requester, r.Channel, r.MessageTS, r.Summary,
-			string(r.State), r.Outcome, formatTime(now), formatTime(r.EndedAt), data, r.Lock(), id, r.Rev)
+			string(r.State), r.Outcome, storecodec.FormatTime(now), storecodec.FormatTime(r.EndedAt), data, r.Lock(), id, r.Rev)
 		if isLockConflict(err) {
 			return lockHolder(ctx, tx, r.Service, r.Lock(), id)
 		}
@@ -125,14 +126,14 @@ func (db *DB) SaveRun(ctx context.Context, r *steps.Run, c steps.Changes) error 
 				at = now
 			}
 			if _, err := ins.ExecContext(ctx, id, a.StepIndex, a.StepID, a.Approver, a.Decision,
-				formatTime(at), a.PlanSHA256, a.Commit); err != nil {
+				storecodec.FormatTime(at), a.PlanSHA256, a.Commit); err != nil {
 				return err
 			}
 		}
-		if err := db.markDelivered(ctx, tx, c.Delivered, formatTime(now)); err != nil {
+		if err := db.markDelivered(ctx, tx, c.Delivered, storecodec.FormatTime(now)); err != nil {
 			return err
 		}
-		return db.putOutbox(ctx, tx, r.ID, c.Outbox, formatTime(now))
+		return db.putOutbox(ctx, tx, r.ID, c.Outbox, storecodec.FormatTime(now))
 	})
 	if err != nil {
 		return wrap("save "+r.ID, err)
@@ -160,18 +161,11 @@ func wrap(op string, err error) error {
 func (db *DB) putSteps(ctx context.Context, tx *sql.Tx, runID int64, ss []steps.StepState) error {
 	up := tx.StmtContext(ctx, db.stmts.upsertStep)
 	for i := range ss {
-		s := &ss[i]
-		buttons, err := encodeButtons(s.Buttons)
+		args, err := storecodec.StepArgs(runID, i, &ss[i])
 		if err != nil {
 			return err
 		}
-		data, err := encodeMap(s.Data)
-		if err != nil {
-			return err
-		}
-		if _, err := up.ExecContext(ctx, runID, i, s.ID, s.Title, string(s.Status), s.Seq, s.Attempt, s.Note,
-			s.Prompt, buttons, s.WaitingOn, s.Actor, formatTime(s.StartedAt), formatTime(s.EndedAt),
-			string(s.Comp), data); err != nil {
+		if _, err := up.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 	}
@@ -193,16 +187,16 @@ func lockHolder(ctx context.Context, tx *sql.Tx, service, key string, self int64
 	if err != nil {
 		return fmt.Errorf("service lock of %s refused, holder not found: %w", service, err)
 	}
-	since, err := parseTime(createdAt)
+	since, err := storecodec.ParseTime(createdAt)
 	if err != nil {
 		return err
 	}
-	return &steps.LockedError{Service: service, RunID: formatID(id), Requester: requester, Since: since}
+	return &steps.LockedError{Service: service, RunID: storecodec.FormatID(id), Requester: requester, Since: since}
 }
 
 // Run returns ErrNotFound for ids this store could never have issued, too.
 func (db *DB) Run(ctx context.Context, id string) (*steps.Run, error) {
-	n, ok := parseID(id)
+	n, ok := storecodec.ParseID(id)
 	if !ok {
 		return nil, steps.ErrNotFound
 	}
@@ -249,93 +243,29 @@ func (db *DB) Runs(ctx context.Context, service string, limit int) ([]*steps.Run
 // loadRuns reads the runs that tail selects, in its order, then all their
 // steps in one query rather than one per run.
 func loadRuns(ctx context.Context, tx *sql.Tx, tail string, args ...any) ([]*steps.Run, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, kind, service, version, requester, channel, message_ts, summary,
-		state, outcome, created_at, updated_at, ended_at, data, rev FROM runs `+tail, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT `+storecodec.RunColumns+` FROM runs `+tail, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var (
-		runs []*steps.Run
-		byID = map[int64]*steps.Run{}
-		ids  []int64
-	)
-	for rows.Next() {
-		var (
-			id                                int64
-			r                                 steps.Run
-			kind, state                       string
-			created, updated, ended, dataJSON string
-		)
-		if err := rows.Scan(&id, &kind, &r.Service, &r.Version, &r.Requester, &r.Channel, &r.MessageTS, &r.Summary,
-			&state, &r.Outcome, &created, &updated, &ended, &dataJSON, &r.Rev); err != nil {
-			return nil, err
-		}
-		r.ID, r.Kind, r.State = formatID(id), steps.RunKind(kind), steps.RunState(state)
-		if r.CreatedAt, err = parseTime(created); err != nil {
-			return nil, err
-		}
-		if r.UpdatedAt, err = parseTime(updated); err != nil {
-			return nil, err
-		}
-		if r.EndedAt, err = parseTime(ended); err != nil {
-			return nil, err
-		}
-		if r.Data, err = decodeMap(dataJSON); err != nil {
-			return nil, fmt.Errorf("%s data: %w", r.ID, err)
-		}
-		runs = append(runs, &r)
-		byID[id] = &r
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	var set storecodec.RunSet
+	if err := set.AddRuns(rows); err != nil {
 		return nil, err
 	}
 	rows.Close()
-	if len(ids) == 0 {
+	if len(set.IDs()) == 0 {
 		return nil, nil
 	}
 	// One parameter however many runs: SQLite caps the number of variables.
-	idList, err := json.Marshal(ids)
+	idList, err := json.Marshal(set.IDs())
 	if err != nil {
 		return nil, err
 	}
-	srows, err := tx.QueryContext(ctx, `SELECT run_id, idx, id, title, status, seq, attempt, note, prompt, buttons,
-		waiting_on, actor, started_at, ended_at, comp, data FROM steps
+	srows, err := tx.QueryContext(ctx, `SELECT `+storecodec.StepColumns+` FROM steps
 		WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, idx`, string(idList))
 	if err != nil {
 		return nil, err
 	}
 	defer srows.Close()
-	for srows.Next() {
-		var (
-			runID                             int64
-			s                                 steps.StepState
-			status, comp                      string
-			buttons, started, ended, dataJSON string
-		)
-		if err := srows.Scan(&runID, &s.Index, &s.ID, &s.Title, &status, &s.Seq, &s.Attempt, &s.Note, &s.Prompt,
-			&buttons, &s.WaitingOn, &s.Actor, &started, &ended, &comp, &dataJSON); err != nil {
-			return nil, err
-		}
-		s.Status, s.Comp = steps.StepStatus(status), steps.CompState(comp)
-		if s.StartedAt, err = parseTime(started); err != nil {
-			return nil, err
-		}
-		if s.EndedAt, err = parseTime(ended); err != nil {
-			return nil, err
-		}
-		if s.Buttons, err = decodeButtons(buttons); err != nil {
-			return nil, fmt.Errorf("%s step %d buttons: %w", formatID(runID), s.Index, err)
-		}
-		if s.Data, err = decodeMap(dataJSON); err != nil {
-			return nil, fmt.Errorf("%s step %d data: %w", formatID(runID), s.Index, err)
-		}
-		r := byID[runID]
-		if s.Index != len(r.Steps) {
-			return nil, fmt.Errorf("%s: step %d missing", r.ID, len(r.Steps))
-		}
-		r.Steps = append(r.Steps, s)
-	}
-	return runs, srows.Err()
+	return set.AddSteps(srows)
 }
