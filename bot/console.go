@@ -48,6 +48,7 @@ type Console struct {
 	// what the person read, even when the offers changed since (a new
 	// button printed later would otherwise take its place).
 	shown []choice
+	files string // where uploads are written, made on the first
 	timer *time.Timer
 	done  bool
 }
@@ -492,16 +493,21 @@ func (c *Console) FindFile(ctx context.Context, channel, threadTS, name, title s
 	return false, nil
 }
 
-// Upload implements Chat: the console writes the file next to its state
-// and prints where.
+// Upload implements Chat: the console writes the file into a directory of
+// its own and prints where. The directory is made fresh (os.MkdirTemp,
+// owner-only) rather than at a fixed name in the shared temporary
+// directory, where another user could have made it first, or a link.
 func (c *Console) Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	dir := filepath.Join(os.TempDir(), "deploybot-console")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	if c.files == "" {
+		dir, err := os.MkdirTemp("", "deploybot-console-")
+		if err != nil {
+			return err
+		}
+		c.files = dir
 	}
-	path := filepath.Join(dir, filepath.Base(name))
+	path := filepath.Join(c.files, filepath.Base(name))
 	if err := os.WriteFile(path, content, 0o600); err != nil {
 		return err
 	}

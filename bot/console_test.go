@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -334,5 +336,46 @@ func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
 	}
 	if ch, _, answer := c.pick("1"); answer != "" || ch.button.Label != "Approve" {
 		t.Errorf("after the reprint, 1 picked %q (%q), want run-2's Approve", ch.button.Label, answer)
+	}
+}
+
+// A file shared in the console is written owner-only into a directory of
+// the console's own, made fresh: never a fixed name in the shared
+// temporary directory, which another user could have made first.
+func TestConsoleUploadsIntoItsOwnPrivateDirectory(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	// What another user could have left at the old fixed name.
+	if err := os.Mkdir(filepath.Join(tmp, "deploybot-console"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dirs := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		out := newScreen()
+		c := NewConsole(out, "U0ALICE", "C0DEPLOYS", ConsoleSettle(time.Hour))
+		if err := c.Upload(ctx, "C0DEPLOYS", "", "../run-1-plan-dev.txt", "Plan (dev)", []byte("+ a\n")); err != nil {
+			t.Fatal(err)
+		}
+		got := out.String()
+		i := strings.LastIndex(got, ": ")
+		path := strings.TrimSpace(got[i+2:])
+		dir := filepath.Dir(path)
+		if dir == filepath.Join(tmp, "deploybot-console") || filepath.Dir(dir) != tmp || filepath.Base(path) != "run-1-plan-dev.txt" {
+			t.Fatalf("written to %q", path)
+		}
+		dirs[dir] = true
+		for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600} {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != want {
+				t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
+			}
+		}
+	}
+	if len(dirs) != 2 {
+		t.Errorf("two consoles shared a directory: %v", dirs)
 	}
 }
