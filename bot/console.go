@@ -620,9 +620,14 @@ func (c *Console) handle(ctx context.Context, line string) bool {
 			c.mu.Unlock()
 		}
 	default:
-		ch, user, answer := c.pick(line)
+		ch, user, answer, reprint := c.pick(line)
 		if answer != "" {
 			_ = c.reply(ctx, textView(answer))
+			if reprint {
+				c.mu.Lock()
+				c.printChoices()
+				c.mu.Unlock()
+			}
 			return true
 		}
 		c.bot.HandleClick(ctx, Click{User: user, Channel: c.channel, MessageTS: ch.ts, ActionID: ch.button.ActionID, Value: ch.button.Value, Reply: c.reply})
@@ -630,31 +635,30 @@ func (c *Console) handle(ctx context.Context, line string) bool {
 	return true
 }
 
-// pick resolves a typed number against the choices as last printed, and
-// says what to do instead when it cannot.
-func (c *Console) pick(line string) (choice, string, string) {
+// pick resolves a typed number against the choices as last printed. When
+// it cannot, it says what to do instead, and whether the choices should be
+// printed again below that answer.
+func (c *Console) pick(line string) (ch choice, user, answer string, reprint bool) {
 	n, err := strconv.Atoi(line)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cs, now := c.shown, c.choices()
 	switch {
 	case len(now) == 0:
-		return choice{}, "", "Nothing to click now. Type s for the checklist, /deploy help for the commands, or :as USER to switch user."
+		return choice{}, "", "Nothing to click now. Type s for the checklist, /deploy help for the commands, or :as USER to switch user.", false
 	case len(cs) == 0:
 		// Offered, but not printed yet: nothing was read to choose from.
-		c.printChoices()
-		return choice{}, "", "The choices are printed above now: type the number of yours."
+		return choice{}, "", "Here are the choices: type the number of yours.", true
 	case err != nil || n < 1 || n > len(cs):
-		return choice{}, "", fmt.Sprintf("Type a choice from 1 to %d, s for the checklist, a /command, or :as USER.", len(cs))
+		return choice{}, "", fmt.Sprintf("Type a choice from 1 to %d, s for the checklist, a /command, or :as USER.", len(cs)), false
 	}
-	ch := cs[n-1]
+	ch = cs[n-1]
 	for _, x := range now {
 		if x.ts == ch.ts && x.button.ActionID == ch.button.ActionID && x.button.Value == ch.button.Value {
-			return ch, c.user, ""
+			return ch, c.user, "", false
 		}
 	}
-	c.printChoices()
-	return choice{}, "", fmt.Sprintf("“%s” is no longer on offer; the choices are printed above now: type the number of yours.", ch.button.Label)
+	return choice{}, "", fmt.Sprintf("“%s” is no longer on offer. Here are the choices now: type the number of yours.", ch.button.Label), true
 }
 
 // viewText is a view's mrkdwn: its blocks' texts, or its fallback text.

@@ -293,7 +293,7 @@ func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
 	ctx := context.Background()
 	out := newScreen()
 	c := NewConsole(out, "U0ALICE", "C0DEPLOYS", ConsoleSettle(20*time.Millisecond))
-	if _, _, answer := c.pick("1"); !strings.Contains(answer, "Nothing to click now") {
+	if _, _, answer, _ := c.pick("1"); !strings.Contains(answer, "Nothing to click now") {
 		t.Errorf("with nothing offered, 1 answered %q", answer)
 	}
 	r := sampleRun()
@@ -320,21 +320,24 @@ func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
 	if cs := c.choices(); len(cs) != 5 || cs[2].button.Label != "Approve" {
 		t.Fatalf("the new run's step should now come third among the offers: %+v", cs)
 	}
-	ch, user, answer := c.pick("3")
+	ch, user, answer, _ := c.pick("3")
 	if answer != "" || ch.button.Label != "Roll back" || user != "U0ALICE" {
 		t.Errorf("3 picked %q as %q (%q), want Roll back, as printed", ch.button.Label, user, answer)
 	}
-	if _, _, answer := c.pick("5"); !strings.Contains(answer, "from 1 to 4") {
+	if _, _, answer, _ := c.pick("5"); !strings.Contains(answer, "from 1 to 4") {
 		t.Errorf("5 of 4 printed choices answered %q", answer)
 	}
 	// A printed button no longer on offer is not clicked: the choices are
 	// printed again.
 	r.Steps[0].Status, r.Steps[0].Buttons = steps.StepDone, nil
 	_ = c.Update(ctx, "C0DEPLOYS", ts, RenderRun(r))
-	if ch, _, answer := c.pick("1"); !strings.Contains(answer, "“Done” is no longer on offer") {
-		t.Errorf("1 (Done, gone) picked %q, answered %q", ch.button.Label, answer)
+	pos := len(out.String())
+	c.handle(ctx, "1")
+	got = out.String()[pos:]
+	if i := strings.Index(got, "“Done” is no longer on offer"); i < 0 || !strings.Contains(got[i:], "[1] Approve") || !endsWithChoices(got) {
+		t.Errorf("1 (Done, gone) printed:\n%s\nwant the answer, then the choices now below it", got)
 	}
-	if ch, _, answer := c.pick("1"); answer != "" || ch.button.Label != "Approve" {
+	if ch, _, answer, _ := c.pick("1"); answer != "" || ch.button.Label != "Approve" {
 		t.Errorf("after the reprint, 1 picked %q (%q), want run-2's Approve", ch.button.Label, answer)
 	}
 }

@@ -47,7 +47,7 @@ type homeState struct {
 	mu      sync.Mutex
 	views   Views
 	viewers map[string]time.Time // user → when they last opened it
-	notices map[string]string    // user → a line shown atop their tab once
+	notices map[string]notice    // user → a line shown atop their tab
 	// submitted marks forms already submitted, whose late updates (the
 	// releases filled in) must not overwrite their answer.
 	submitted map[string]bool
@@ -56,7 +56,23 @@ type homeState struct {
 	// came meanwhile: one refresh at a time, so an older render can never
 	// land after a newer one, and the last change is always shown.
 	publishing, dirty bool
+	// pubMu makes every publish (a refresh, a tab just opened, an answer
+	// to a click there) render and send in turn: what is rendered later
+	// is sent later.
+	pubMu sync.Mutex
 }
+
+// notice is the answer to a click in the Home tab, shown atop the tab
+// until the person opens the tab again (or it expires): every refresh
+// until then carries it, so one that happens to be sent just after it
+// cannot take it away.
+type notice struct {
+	text  string
+	until time.Time
+}
+
+// noticeTTL bounds how long an answer stays atop a tab left open.
+const noticeTTL = 10 * time.Minute
 
 // viewerTTL is how long a Home tab counts as looked at after it was opened:
 // Slack sends app_home_opened at each visit, so a returning person is
@@ -108,6 +124,7 @@ func (b *Bot) HomeOpened(ctx context.Context, user string) {
 		h.viewers = map[string]time.Time{}
 	}
 	h.viewers[user] = time.Now()
+	delete(h.notices, user) // answered before this visit
 	if len(h.viewers) > maxViewers {
 		// The one who looked longest ago is least likely still looking.
 		oldest, at := "", time.Time{}
@@ -194,9 +211,9 @@ func (b *Bot) homeNotice(user string) Reply {
 	return func(ctx context.Context, v View) error {
 		b.home.mu.Lock()
 		if b.home.notices == nil {
-			b.home.notices = map[string]string{}
+			b.home.notices = map[string]notice{}
 		}
-		b.home.notices[user] = v.Text
+		b.home.notices[user] = notice{text: v.Text, until: time.Now().Add(noticeTTL)}
 		b.home.mu.Unlock()
 		b.publishHome(ctx, []string{user})
 		return nil
@@ -208,16 +225,21 @@ func (b *Bot) publishHome(ctx context.Context, users []string) {
 	if b.eng == nil {
 		return
 	}
+	b.home.pubMu.Lock()
+	defer b.home.pubMu.Unlock()
 	blocks := b.homeBlocks(ctx)
 	for _, u := range users {
 		b.home.mu.Lock()
-		notice := b.home.notices[u]
-		delete(b.home.notices, u)
+		n, ok := b.home.notices[u]
+		if ok && time.Now().After(n.until) {
+			delete(b.home.notices, u)
+			n = notice{}
+		}
 		views := b.home.views
 		b.home.mu.Unlock()
 		v := View{Text: "deploybot", Blocks: blocks}
-		if notice != "" {
-			v.Blocks = append([]Block{{Kind: Section, Text: truncate(notice, maxSectionText)}}, blocks[:min(len(blocks), maxViewBlocks-1)]...)
+		if n.text != "" {
+			v.Blocks = append([]Block{{Kind: Section, Text: truncate(n.text, maxSectionText)}}, blocks[:min(len(blocks), maxViewBlocks-1)]...)
 		}
 		if err := views.PublishHome(ctx, u, v); err != nil {
 			b.log.Warn("home tab not published", zap.String("user", u), zap.Error(redact.Scrub(err)))

@@ -59,7 +59,7 @@ func (h *slowHome) UpdateModal(ctx context.Context, viewID, hash string, m slack
 
 // Refreshes of the Home tab never overlap, so an older render cannot land
 // after a newer one, and a change made while one publishes is shown by
-// the next.
+// the next. An answer shown atop the tab is not taken away by them.
 func TestHomeRefreshesOneAtATimeAndShowTheLastChange(t *testing.T) {
 	was := homeDebounce
 	homeDebounce = 10 * time.Millisecond
@@ -119,8 +119,27 @@ services:
 		return chat.count >= before+2 && chat.inFlight == 0 && strings.Contains(chat.last, "run-1")
 	})
 	chat.mu.Lock()
-	defer chat.mu.Unlock()
 	if chat.most != 1 {
 		t.Errorf("%d refreshes published at once, want 1", chat.most)
+	}
+	chat.hold = nil
+	before = chat.count
+	chat.mu.Unlock()
+
+	// The answer to a click in the tab stays atop it through the refreshes
+	// that follow, until the person opens the tab again.
+	_ = b.homeNotice("U0A")(ctx, textView("Done: run-1 cancelled"))
+	b.homeChanged()
+	wait("a refresh after the answer", func() bool { chat.mu.Lock(); defer chat.mu.Unlock(); return chat.count >= before+2 })
+	chat.mu.Lock()
+	if !strings.HasPrefix(chat.last, "Done: run-1 cancelled") {
+		t.Errorf("a refresh took the answer away:\n%s", chat.last)
+	}
+	chat.mu.Unlock()
+	b.HomeOpened(ctx, "U0A")
+	chat.mu.Lock()
+	defer chat.mu.Unlock()
+	if strings.Contains(chat.last, "Done: run-1 cancelled") {
+		t.Errorf("the answer outlived the next visit:\n%s", chat.last)
 	}
 }

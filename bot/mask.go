@@ -37,11 +37,15 @@ func (c maskedChat) Update(ctx context.Context, channel, ts string, v View) erro
 	return c.Chat.Update(ctx, channel, ts, maskView(c.m, v))
 }
 
+// Upload masks the content; the name and title were masked when the entry
+// was stored (steps.SetMask), so FindFile looks for what was sent.
 func (c maskedChat) Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error {
-	return c.Chat.Upload(ctx, channel, threadTS, c.m.String(name), c.m.String(title), c.m.Bytes(content))
+	return c.Chat.Upload(ctx, channel, threadTS, name, title, c.m.Bytes(content))
 }
 
-// maskedViews is Views that masks the Home tab.
+// maskedViews is Views that masks the Home tab. Forms are built from the
+// bot's own words; the outside text they can show (an error in the Deploy
+// form's note, a result) is masked where it is put in (modals.go).
 type maskedViews struct {
 	Views
 	m redact.Values

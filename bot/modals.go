@@ -173,7 +173,7 @@ func (b *Bot) openDeployForm(ctx context.Context, c Click) {
 	}
 	note = ""
 	if len(failed) > 0 {
-		note = ":warning: " + truncate(strings.Join(failed, "; "), 2000) + ". Type the image tag instead."
+		note = ":warning: " + truncate(b.mask.String(strings.Join(failed, "; ")), 2000) + ". Type the image tag instead."
 	}
 	b.home.mu.Lock()
 	submitted := b.home.submitted[id]
@@ -363,7 +363,7 @@ func (b *Bot) HandleSubmission(ctx context.Context, s Submission) {
 	default:
 		return
 	}
-	if err := b.home.views.UpdateModal(ctx, s.ViewID, "", *resultModal(title, text)); err != nil {
+	if err := b.home.views.UpdateModal(ctx, s.ViewID, "", *resultModal(title, b.mask.String(text))); err != nil {
 		b.log.Info("form outcome not shown (closed?)", zap.Error(redact.Scrub(err)))
 	}
 }
@@ -382,7 +382,7 @@ func (b *Bot) SubmissionUnrecorded(ctx context.Context, s Submission, err error)
 		return
 	}
 	text := ":x: deploybot could not record this request (" + escape(redact.ScrubString(err.Error())) + "), so it did nothing with it. Close this form and submit it again in a moment."
-	if uerr := b.home.views.UpdateModal(ctx, s.ViewID, "", *resultModal("Not done", text)); uerr != nil {
+	if uerr := b.home.views.UpdateModal(ctx, s.ViewID, "", *resultModal("Not done", b.mask.String(text))); uerr != nil {
 		b.log.Info("form notice not shown (closed?)", zap.Error(redact.Scrub(uerr)))
 	}
 }

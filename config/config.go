@@ -13,6 +13,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -301,7 +302,21 @@ func (s Secrets) Values() []string {
 	for i := 0; i < v.NumField(); i++ {
 		if sec, ok := v.Field(i).Interface().(Secret); ok && sec.IsSet() {
 			out = append(out, sec.Reveal())
+			// A key quoted in part is still a key: each line of a PEM's
+			// body counts on its own.
+			if strings.Contains(sec.Reveal(), "\n") {
+				for _, l := range strings.Split(sec.Reveal(), "\n") {
+					if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "-----") {
+						out = append(out, l)
+					}
+				}
+			}
 		}
+	}
+	// What an HTTP Basic Authorization header carries, should an error
+	// quote the request.
+	if s.AirflowUsername != "" && s.AirflowPassword.IsSet() {
+		out = append(out, base64.StdEncoding.EncodeToString([]byte(s.AirflowUsername+":"+s.AirflowPassword.Reveal())))
 	}
 	return out
 }

@@ -174,8 +174,10 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Run, error) {
 	if r.Summary != "" {
 		detail += ": " + r.Summary
 	}
-	if err := e.store.CreateRun(ctx, r, Changes{Events: []AuditEvent{{Actor: req.Requester, Action: "run.started", Detail: detail}},
-		Outbox: []OutboxEntry{{Kind: OutboxParent, At: now}}}); err != nil {
+	created := Changes{Events: []AuditEvent{{Actor: req.Requester, Action: "run.started", Detail: detail}},
+		Outbox: []OutboxEntry{{Kind: OutboxParent, At: now}}}
+	e.masked(r, &created)
+	if err := e.store.CreateRun(ctx, r, created); err != nil {
 		var le *LockedError
 		if errors.As(err, &le) {
 			e.audit(ctx, AuditEvent{Actor: req.Requester, Action: "start.refused", Detail: le.Error()})

@@ -27,7 +27,10 @@ func (e *Engine) masked(r *Run, c *Changes) {
 	}
 	for i := range c.Outbox {
 		o := &c.Outbox[i]
-		o.Text, o.Title = e.mask(o.Text), e.mask(o.Title)
+		// The name and title identify a file in the thread after a crash
+		// (FindFile): both are masked here, once, so that what is looked
+		// for is what was sent.
+		o.Text, o.Title, o.Name = e.mask(o.Text), e.mask(o.Title), e.mask(o.Name)
 		if len(o.Content) > 0 {
 			o.Content = []byte(e.mask(string(o.Content)))
 		}

@@ -17,9 +17,12 @@ const minSecret = 6
 // header, a tool that echoes its input). The zero value masks nothing.
 type Values struct{ r *strings.Replacer }
 
-// NewValues masks each value of at least six characters, as it is and as
-// it reads inside a JSON string (a log line), longest first so that a
-// secret containing another is masked whole.
+// NewValues masks each value of at least six characters in every form it
+// can take on its way out: as it is, escaped for Slack (&amp; &lt; &gt;,
+// which Slack shows as the characters again), and either of those inside a
+// JSON string, with and without HTML escaping (zap writes log lines
+// without it, encoding/json with it). Longest first, so that a secret
+// containing another is masked whole.
 func NewValues(secrets ...string) Values {
 	seen := map[string]bool{}
 	var forms []string
@@ -27,11 +30,12 @@ func NewValues(secrets ...string) Values {
 		if len(s) < minSecret {
 			continue
 		}
-		q, _ := json.Marshal(s)
-		for _, f := range []string{s, string(q[1 : len(q)-1])} {
-			if !seen[f] {
-				seen[f] = true
-				forms = append(forms, f)
+		for _, x := range []string{s, slackEscaper.Replace(s)} {
+			for _, f := range []string{x, jsonString(x, false), jsonString(x, true)} {
+				if !seen[f] {
+					seen[f] = true
+					forms = append(forms, f)
+				}
 			}
 		}
 	}
@@ -44,6 +48,19 @@ func NewValues(secrets ...string) Values {
 		pairs = append(pairs, f, Mask)
 	}
 	return Values{r: strings.NewReplacer(pairs...)}
+}
+
+// slackEscaper is steps.Escape's escaping (the domain's; not imported here).
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// jsonString is s as it reads between the quotes of a JSON string.
+func jsonString(s string, escapeHTML bool) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	_ = enc.Encode(s)
+	q := strings.TrimSuffix(b.String(), "\n")
+	return q[1 : len(q)-1]
 }
 
 // String returns s with every secret masked.

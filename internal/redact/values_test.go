@@ -30,3 +30,22 @@ func TestValuesMaskKnownSecrets(t *testing.T) {
 		t.Error("the zero Values masked something")
 	}
 }
+
+// A secret with the characters Slack and JSON escape is masked in each of
+// its escaped forms too: Slack shows &amp; as &, and zap writes & and < as
+// they are inside a JSON string while encoding/json escapes them.
+func TestValuesMaskEscapedForms(t *testing.T) {
+	const pw = `p&ss"w<rd>1`
+	v := NewValues(pw)
+	for _, s := range []string{
+		"said " + pw,
+		"said p&amp;ss\"w&lt;rd&gt;1",
+		`{"error":"said p&ss\"w<rd>1"}`,
+		`{"error":"said p\u0026ss\"w\u003crd\u003e1"}`,
+		`{"error":"said p&amp;ss\"w&lt;rd&gt;1"}`,
+	} {
+		if got := v.String(s); strings.Contains(got, "ss") {
+			t.Errorf("%s masked as %s", s, got)
+		}
+	}
+}
