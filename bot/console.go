@@ -44,9 +44,9 @@ type Console struct {
 	// footer is the choices as printed at the bottom of the terminal, ""
 	// when something else was printed (or typed) after them.
 	footer string
-	// shown is the numbered choices as last printed: a typed number means
-	// what the person read, even when the offers changed since (a new
-	// button printed later would otherwise take its place).
+	// shown is the numbered choices as last printed: a typed number is
+	// clicked only while they are still what is offered, so it always
+	// means what the person read.
 	shown []choice
 	files string // where uploads are written, made on the first
 	timer *time.Timer
@@ -635,7 +635,8 @@ func (c *Console) handle(ctx context.Context, line string) bool {
 	return true
 }
 
-// pick resolves a typed number against the choices as last printed. When
+// pick resolves a typed number against the choices as last printed, while
+// they are still the choices on offer. When
 // it cannot, it says what to do instead, and whether the choices should be
 // printed again below that answer.
 func (c *Console) pick(line string) (ch choice, user, answer string, reprint bool) {
@@ -653,12 +654,25 @@ func (c *Console) pick(line string) (ch choice, user, answer string, reprint boo
 		return choice{}, "", fmt.Sprintf("Type a choice from 1 to %d, s for the checklist, a /command, or :as USER.", len(cs)), false
 	}
 	ch = cs[n-1]
-	for _, x := range now {
-		if x.ts == ch.ts && x.button.ActionID == ch.button.ActionID && x.button.Value == ch.button.Value {
-			return ch, c.user, "", false
+	if !sameChoices(cs, now) {
+		// The numbers on screen no longer match what is offered: neither
+		// the printed button nor the one now at that number is surely
+		// what the person meant.
+		return choice{}, "", fmt.Sprintf("The choices changed since they were printed, so %d was not clicked. Here they are now: type the number of yours.", n), true
+	}
+	return ch, c.user, "", false
+}
+
+func sameChoices(a, b []choice) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ts != b[i].ts || a[i].button.ActionID != b[i].button.ActionID || a[i].button.Value != b[i].button.Value {
+			return false
 		}
 	}
-	return choice{}, "", fmt.Sprintf("“%s” is no longer on offer. Here are the choices now: type the number of yours.", ch.button.Label), true
+	return true
 }
 
 // viewText is a view's mrkdwn: its blocks' texts, or its fallback text.

@@ -286,10 +286,11 @@ func TestConsoleSaysWhyItStops(t *testing.T) {
 	}
 }
 
-// A typed number means the button that was printed with it, even when the
-// offers changed before they could be printed again (another run's step
-// started waiting and would take its place).
-func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
+// A typed number clicks only the button printed with it: once the offers
+// change (another run's step starts waiting and would take its number, or
+// a printed button goes), the number is refused and the choices printed
+// again below the answer.
+func TestConsoleNumberClicksOnlyWhatIsPrinted(t *testing.T) {
 	ctx := context.Background()
 	out := newScreen()
 	c := NewConsole(out, "U0ALICE", "C0DEPLOYS", ConsoleSettle(20*time.Millisecond))
@@ -307,7 +308,13 @@ func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
 	if !strings.Contains(got, "[3] Roll back") {
 		t.Fatalf("choices:\n%s", got)
 	}
-	// From now on the choices are not printed again while the test looks.
+	if ch, user, answer, _ := c.pick("3"); answer != "" || ch.button.Label != "Roll back" || user != "U0ALICE" {
+		t.Errorf("3 picked %q as %q (%q), want Roll back", ch.button.Label, user, answer)
+	}
+	if _, _, answer, _ := c.pick("5"); !strings.Contains(answer, "from 1 to 4") {
+		t.Errorf("5 of 4 printed choices answered %q", answer)
+	}
+	// From now on the choices are not printed again by themselves.
 	c.mu.Lock()
 	c.settle = time.Hour
 	c.mu.Unlock()
@@ -320,25 +327,20 @@ func TestConsoleNumberMeansWhatWasPrinted(t *testing.T) {
 	if cs := c.choices(); len(cs) != 5 || cs[2].button.Label != "Approve" {
 		t.Fatalf("the new run's step should now come third among the offers: %+v", cs)
 	}
-	ch, user, answer, _ := c.pick("3")
-	if answer != "" || ch.button.Label != "Roll back" || user != "U0ALICE" {
-		t.Errorf("3 picked %q as %q (%q), want Roll back, as printed", ch.button.Label, user, answer)
+	pos := len(out.String())
+	c.handle(ctx, "3")
+	got = out.String()[pos:]
+	if i := strings.Index(got, "The choices changed since they were printed, so 3 was not clicked"); i < 0 || !strings.Contains(got[i:], "[3] Approve") || !endsWithChoices(got) {
+		t.Errorf("3 after the offers changed printed:\n%s\nwant the refusal, then the choices now below it", got)
 	}
-	if _, _, answer, _ := c.pick("5"); !strings.Contains(answer, "from 1 to 4") {
-		t.Errorf("5 of 4 printed choices answered %q", answer)
+	if ch, _, answer, _ := c.pick("3"); answer != "" || ch.button.Label != "Approve" {
+		t.Errorf("after the reprint, 3 picked %q (%q), want run-2's Approve", ch.button.Label, answer)
 	}
-	// A printed button no longer on offer is not clicked: the choices are
-	// printed again.
+	// A printed button that goes is not clicked either.
 	r.Steps[0].Status, r.Steps[0].Buttons = steps.StepDone, nil
 	_ = c.Update(ctx, "C0DEPLOYS", ts, RenderRun(r))
-	pos := len(out.String())
-	c.handle(ctx, "1")
-	got = out.String()[pos:]
-	if i := strings.Index(got, "“Done” is no longer on offer"); i < 0 || !strings.Contains(got[i:], "[1] Approve") || !endsWithChoices(got) {
-		t.Errorf("1 (Done, gone) printed:\n%s\nwant the answer, then the choices now below it", got)
-	}
-	if ch, _, answer, _ := c.pick("1"); answer != "" || ch.button.Label != "Approve" {
-		t.Errorf("after the reprint, 1 picked %q (%q), want run-2's Approve", ch.button.Label, answer)
+	if ch, _, answer, reprint := c.pick("1"); !strings.Contains(answer, "1 was not clicked") || !reprint {
+		t.Errorf("1 (Done, gone) picked %q, answered %q", ch.button.Label, answer)
 	}
 }
 

@@ -261,18 +261,18 @@ func TestDemoInteractiveTellsWhoMustClick(t *testing.T) {
 		if cur == nil {
 			continue
 		}
-		// A number typed before the console shows the step's buttons
-		// clicks an older button, which is refused as no longer current
-		// and changes nothing: it is typed again a little later.
+		// A number typed while the choices on screen are not current is
+		// refused by the console and changes nothing: it is typed again a
+		// little later.
 		key := fmt.Sprint(cur.ID, cur.Seq)
 		if key == lastKey && time.Since(lastAt) < 3*time.Second {
 			continue
 		}
 		// The Sentry issue's message offers Roll back and Declare
 		// incident: its numbers are the console's choices until the
-		// run's message shows the next step, which a person waits for.
+		// choices printed last show the step, which a person waits for.
 		o := out.String()
-		if strings.LastIndex(o, cur.Title) < strings.LastIndex(o, "New issue in") {
+		if !strings.Contains(lastChoices(o), fmt.Sprintf("%d. %s", cur.Index+1, cur.Title)) {
 			continue
 		}
 		// Like a person, the test reads the demo's advice first.
@@ -289,4 +289,29 @@ func TestDemoInteractiveTellsWhoMustClick(t *testing.T) {
 		}
 		say("1")
 	}
+}
+
+// lastChoices is the block of choices the console printed last (the boxed
+// prompts, their numbered buttons and the hint line), "" when none.
+func lastChoices(o string) string {
+	lines := strings.Split(strings.TrimRight(o, "\n"), "\n")
+	end := -1
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(strings.TrimSpace(lines[i]), "└ type") {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		return ""
+	}
+	start := end
+	for start > 0 {
+		l := strings.TrimSpace(lines[start-1])
+		if !strings.HasPrefix(l, "┌") && !strings.HasPrefix(l, "│") {
+			break
+		}
+		start--
+	}
+	return strings.Join(lines[start:end+1], "\n")
 }
