@@ -2,17 +2,13 @@ package bot
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/slack-go/slack"
-	"go.uber.org/zap"
 
-	"github.com/deploybot/deploybot/config"
-	"github.com/deploybot/deploybot/integrations/sqlite"
 	"github.com/deploybot/deploybot/steps"
 )
 
@@ -64,28 +60,8 @@ func TestHomeRefreshesOneAtATimeAndShowTheLastChange(t *testing.T) {
 	was := homeDebounce
 	homeDebounce = 10 * time.Millisecond
 	t.Cleanup(func() { homeDebounce = was })
-	cfg, err := config.Parse([]byte(`
-slack:
-  deploy_channels: [C0DEPLOYS]
-  deployers: [U0A]
-  approvers: [U0A]
-services:
-  svc:
-    steps:
-      - {id: check, title: Check, instruction: look}
-`), filepath.Join(t.TempDir(), "c.yaml"), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	chat := &slowHome{lastViewChat: lastViewChat{shown: map[string]*steps.Run{}}}
-	b := New(cfg, chat, zap.NewNop(), Options{})
-	eng := steps.NewEngine(db, b, NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, nil, 0), steps.NewRunbooks(cfg), zap.NewNop())
-	b.SetEngine(eng)
-	t.Cleanup(func() { eng.Close(); b.Close(); db.Close() })
+	b, eng, _ := oneStepBot(t, chat, nil)
 	ctx := context.Background()
 	b.HomeOpened(ctx, "U0A")
 

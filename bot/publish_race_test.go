@@ -2,14 +2,10 @@ package bot
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/integrations/sqlite"
 	"github.com/deploybot/deploybot/steps"
 )
@@ -77,29 +73,9 @@ func (s *afterCommitStore) SaveRun(ctx context.Context, r *steps.Run, c steps.Ch
 // "ending" for good: seen in CI as a console that never printed
 // "succeeded".)
 func TestRunMessageShowsTheEndWhenDeliveredRightAfterCommit(t *testing.T) {
-	cfg, err := config.Parse([]byte(`
-slack:
-  deploy_channels: [C0DEPLOYS]
-  deployers: [U0A]
-  approvers: [U0A]
-services:
-  svc:
-    steps:
-      - {id: check, title: Check, instruction: look}
-`), filepath.Join(t.TempDir(), "c.yaml"), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &afterCommitStore{DB: db}
+	st := &afterCommitStore{}
 	chat := &lastViewChat{shown: map[string]*steps.Run{}}
-	b := New(cfg, chat, zap.NewNop(), Options{})
-	eng := steps.NewEngine(st, b, NewRoles(cfg.Slack.Deployers, cfg.Slack.Approvers, nil, 0), steps.NewRunbooks(cfg), zap.NewNop())
-	b.SetEngine(eng)
-	t.Cleanup(func() { eng.Close(); b.Close(); db.Close() })
+	b, eng, db := oneStepBot(t, chat, func(db *sqlite.DB) steps.Store { st.DB = db; return st })
 
 	ctx := context.Background()
 	r, err := eng.Start(ctx, steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A", Channel: "C0DEPLOYS"})
