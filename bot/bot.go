@@ -160,6 +160,12 @@ func (b *Bot) answerErr(ctx context.Context, reply Reply, err error, runID ...st
 		b.reply(ctx, reply, ":no_entry: "+rf.Msg)
 		return
 	}
+	if errors.Is(err, steps.ErrLeaseLost) {
+		// Not a failure of the request: the run is changing hands between
+		// replicas, and the new holder answers the next click.
+		b.reply(ctx, reply, ":hourglass_flowing_sand: Another deploybot replica is taking this run over (this one lost it a moment ago), so your click was not recorded and nothing was done. Click again in a few seconds: the replica that runs it then will answer.")
+		return
+	}
 	log := b.log
 	if len(runID) > 0 && runID[0] != "" {
 		log = b.runLog(runID[0])
