@@ -321,6 +321,30 @@ func (s Secrets) Values() []string {
 	return out
 }
 
+// secretEnv names the variable each credential comes from.
+var secretEnv = map[string]string{
+	"SlackBotToken": "SLACK_BOT_TOKEN", "SlackAppToken": "SLACK_APP_TOKEN", "GitHubToken": "GITHUB_TOKEN",
+	"GitHubAppPrivateKey": "GITHUB_APP_PRIVATE_KEY", "SentryAuthToken": "SENTRY_AUTH_TOKEN", "SentryDSN": "SENTRY_DSN",
+	"AirflowPassword": "AIRFLOW_PASSWORD", "DatabasePassword": "DEPLOYBOT_DATABASE_PASSWORD",
+}
+
+// Shorter names the credentials that are set but shorter than n
+// characters, by their variable.
+func (s Secrets) Shorter(n int) []string {
+	var out []string
+	v := reflect.ValueOf(s)
+	for i := 0; i < v.NumField(); i++ {
+		if sec, ok := v.Field(i).Interface().(Secret); ok && sec.IsSet() && len(sec.Reveal()) < n {
+			name := secretEnv[v.Type().Field(i).Name]
+			if name == "" {
+				name = v.Type().Field(i).Name
+			}
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Problem is one thing wrong with the configuration.
 type Problem struct {
 	Path    string // key path like "slack.deploy_channels[0]", or "env GITHUB_APP_ID"

@@ -159,6 +159,9 @@ func (m *Main) run(ctx context.Context) error {
 	m.Config = cfg
 	if m.Mode == "check-config" {
 		fmt.Fprintf(m.Stdout, "%s: ok (%s)\n", m.ConfigPath, plural(len(cfg.Services), "service"))
+		for _, name := range cfg.Secrets.Shorter(redact.MinSecret) {
+			fmt.Fprintf(m.Stdout, "note: %s is shorter than %d characters, too short to be masked in the text deploybot passes on (an outside system's error that quotes it would show it): use a longer one\n", name, redact.MinSecret)
+		}
 		if m.Online {
 			return m.checkOnline(ctx)
 		}

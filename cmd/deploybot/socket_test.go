@@ -70,6 +70,19 @@ func TestCheckConfig(t *testing.T) {
 	if err := m.Run(t.Context()); err != nil || out.String() != good+": ok (1 service)\n" {
 		t.Fatalf("good config: %v %q", err, out.String())
 	}
+	// A credential too short to be masked is pointed out, never shown.
+	out.Reset()
+	m = NewMain()
+	m.Stdout, m.Stderr = &out, &out
+	m.Getenv = func(k string) string {
+		return map[string]string{"AIRFLOW_USERNAME": "deploybot", "AIRFLOW_PASSWORD": "pw1"}[k]
+	}
+	if err := m.ParseArgs([]string{"check-config", "--config", good}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(t.Context()); err != nil || !strings.Contains(out.String(), "note: AIRFLOW_PASSWORD is shorter than 6 characters, too short to be masked") || strings.Contains(out.String(), "pw1") {
+		t.Errorf("short password: %v %q", err, out.String())
+	}
 
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("slack:\n  deploy_channels: [\"#deploys\"]\n  deployerz: [U0ALICE]\nservices: {}\n"), 0o600); err != nil {

@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// minSecret is the shortest value Values masks: a shorter one (a
+// MinSecret is the shortest value Values masks: a shorter one (a
 // one-letter password) would mask ordinary words everywhere.
-const minSecret = 6
+const MinSecret = 6
 
 // Values masks known secret values (the configured tokens and passwords)
 // wherever they appear: the last line of defence for text that reaches a
@@ -27,7 +27,7 @@ func NewValues(secrets ...string) Values {
 	seen := map[string]bool{}
 	var forms []string
 	for _, s := range secrets {
-		if len(s) < minSecret {
+		if len(s) < MinSecret {
 			continue
 		}
 		for _, x := range []string{s, slackEscaper.Replace(s)} {
