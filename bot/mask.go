@@ -6,9 +6,11 @@ import (
 	"github.com/deploybot/deploybot/internal/redact"
 )
 
-// Everything the bot sends leaves through the masks below: the configured
-// secrets' values never reach Slack, even when an outside system's answer
-// quotes one. (What runs store is masked by the engine, steps.SetMask.)
+// What runs store (notes, thread lines, files) is masked by the engine
+// before it is stored (steps.SetMask). The masks below cover what the bot
+// sends without storing it: replies, the Home tab, progress messages (Live)
+// and run messages rendered afresh. Files come only from the outbox, so
+// Upload is not masked again.
 
 func maskView(m redact.Values, v View) View {
 	v.Text = m.String(v.Text)
@@ -35,12 +37,6 @@ func (c maskedChat) Post(ctx context.Context, channel, threadTS string, v View) 
 
 func (c maskedChat) Update(ctx context.Context, channel, ts string, v View) error {
 	return c.Chat.Update(ctx, channel, ts, maskView(c.m, v))
-}
-
-// Upload masks the content; the name and title were masked when the entry
-// was stored (steps.SetMask), so FindFile looks for what was sent.
-func (c maskedChat) Upload(ctx context.Context, channel, threadTS, name, title string, content []byte) error {
-	return c.Chat.Upload(ctx, channel, threadTS, name, title, c.m.Bytes(content))
 }
 
 // maskedViews is Views that masks the Home tab. Forms are built from the

@@ -301,16 +301,7 @@ func (s Secrets) Values() []string {
 	v := reflect.ValueOf(s)
 	for i := 0; i < v.NumField(); i++ {
 		if sec, ok := v.Field(i).Interface().(Secret); ok && sec.IsSet() {
-			out = append(out, sec.Reveal())
-			// A key quoted in part is still a key: each line of a PEM's
-			// body counts on its own.
-			if strings.Contains(sec.Reveal(), "\n") {
-				for _, l := range strings.Split(sec.Reveal(), "\n") {
-					if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "-----") {
-						out = append(out, l)
-					}
-				}
-			}
+			out = append(out, sec.Reveal()) // a PEM's lines: redact.NewValues
 		}
 	}
 	// What an HTTP Basic Authorization header carries, should an error

@@ -13,10 +13,11 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/deploybot/deploybot/internal/childenv"
+	"github.com/deploybot/deploybot/internal/redact"
 )
 
 // Masked replaces a secret value in text bound for Slack.
-const Masked = "[redacted]"
+const Masked = redact.Mask
 
 // minSecretLen keeps short values ("1", "true", "dev") from being blanked
 // all over a plan just because a sensitive attribute happens to hold them.
@@ -34,7 +35,7 @@ var secretName = regexp.MustCompile(`(?i)(secret|token|passw|private|credential|
 // secret values are replaced by Masked.
 type masker struct {
 	paths   [][2]string // prefix, replacement; longest first
-	secrets []string    // longest first
+	secrets redact.Values
 }
 
 func (in *Infra) masker(extra ...string) *masker {
@@ -64,41 +65,12 @@ func (in *Infra) masker(extra ...string) *masker {
 			secrets = append(secrets, v)
 		}
 	}
-	seen := map[string]bool{}
-	for _, s := range secrets {
-		for _, form := range secretForms(s) {
-			if len(form) >= minSecretLen && !seen[form] {
-				seen[form] = true
-				m.secrets = append(m.secrets, form)
-			}
-		}
-	}
-	sort.Slice(m.secrets, func(i, j int) bool { return len(m.secrets[i]) > len(m.secrets[j]) })
+	m.secrets = redact.NewValuesMin(minSecretLen, secrets...)
 	return m
 }
 
-// secretForms is a secret as is and, for a multi-line one (a private key),
-// each of its long lines, since output often shows only part of it.
-func secretForms(s string) []string {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil
-	}
-	forms := []string{s}
-	if strings.Contains(s, "\n") {
-		for _, l := range strings.Split(s, "\n") {
-			if l = strings.TrimSpace(l); len(l) >= 16 {
-				forms = append(forms, l)
-			}
-		}
-	}
-	return forms
-}
-
 func (m *masker) String(s string) string {
-	for _, sec := range m.secrets {
-		s = strings.ReplaceAll(s, sec, Masked)
-	}
+	s = m.secrets.String(s)
 	for _, p := range m.paths {
 		s = replacePath(s, p[0], p[1])
 	}

@@ -17,24 +17,41 @@ const MinSecret = 6
 // header, a tool that echoes its input). The zero value masks nothing.
 type Values struct{ r *strings.Replacer }
 
-// NewValues masks each value of at least six characters in every form it
-// can take on its way out: as it is, escaped for Slack (&amp; &lt; &gt;,
-// which Slack shows as the characters again), and either of those inside a
-// JSON string, with and without HTML escaping (zap writes log lines
-// without it, encoding/json with it). Longest first, so that a secret
-// containing another is masked whole.
-func NewValues(secrets ...string) Values {
+// NewValues masks each value of at least MinSecret characters in every
+// form it can take on its way out: as it is, escaped for Slack (&amp; &lt;
+// &gt;, which Slack shows as the characters again), and either of those
+// inside a JSON string, with and without HTML escaping (zap writes log
+// lines without it, encoding/json with it). A multi-line value (a private
+// key) also counts each of its long lines, since output often shows only
+// part of it. Longest first, so that a secret containing another is masked
+// whole.
+func NewValues(secrets ...string) Values { return NewValuesMin(MinSecret, secrets...) }
+
+// NewValuesMin is NewValues with another shortest value: what a Terraform
+// plan marks sensitive is masked from 4 characters on, in plan text only.
+func NewValuesMin(min int, secrets ...string) Values {
 	seen := map[string]bool{}
 	var forms []string
-	for _, s := range secrets {
-		if len(s) < MinSecret {
-			continue
+	add := func(s string) {
+		if len(s) < min {
+			return
 		}
 		for _, x := range []string{s, slackEscaper.Replace(s)} {
 			for _, f := range []string{x, jsonString(x, false), jsonString(x, true)} {
 				if !seen[f] {
 					seen[f] = true
 					forms = append(forms, f)
+				}
+			}
+		}
+	}
+	for _, s := range secrets {
+		s = strings.TrimSpace(s)
+		add(s)
+		if strings.Contains(s, "\n") {
+			for _, l := range strings.Split(s, "\n") {
+				if l = strings.TrimSpace(l); len(l) >= 16 {
+					add(l)
 				}
 			}
 		}

@@ -49,3 +49,15 @@ func TestValuesMaskEscapedForms(t *testing.T) {
 		}
 	}
 }
+
+// A private key quoted in part (one line of it) is masked too.
+func TestValuesMaskEachLineOfAKey(t *testing.T) {
+	const line = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun"
+	v := NewValues("-----BEGIN RSA PRIVATE KEY-----\n" + line + "\n-----END RSA PRIVATE KEY-----\n")
+	if got := v.String("git said: bad key " + line[:64]); strings.Contains(got, "MIIE") {
+		t.Errorf("a key's line was not masked: %s", got)
+	}
+	if got := NewValuesMin(4, "abcd").String("x abcd y"); got != "x [redacted] y" {
+		t.Errorf("NewValuesMin(4) masked as %q", got)
+	}
+}
