@@ -3,6 +3,7 @@ package bot
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -42,4 +43,17 @@ services:
 	b.SetEngine(eng)
 	t.Cleanup(func() { eng.Close(); b.Close(); db.Close() })
 	return b, eng, db
+}
+
+// waitUntil waits for cond, polling, and fails the test after 30 seconds
+// naming what never happened.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -65,31 +65,21 @@ func TestHomeRefreshesOneAtATimeAndShowTheLastChange(t *testing.T) {
 	ctx := context.Background()
 	b.HomeOpened(ctx, "U0A")
 
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("never: %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
 	hold := make(chan struct{})
 	chat.mu.Lock()
 	chat.hold = hold
 	before := chat.count
 	chat.mu.Unlock()
 	b.homeChanged()
-	wait("a refresh publishing", func() bool { chat.mu.Lock(); defer chat.mu.Unlock(); return chat.inFlight == 1 })
+	waitUntil(t, "a refresh publishing", func() bool { chat.mu.Lock(); defer chat.mu.Unlock(); return chat.inFlight == 1 })
 
 	// A run starts while that refresh is held.
 	if _, err := eng.Start(ctx, steps.StartRequest{Kind: steps.KindDeploy, Service: "svc", Version: "rel-2024.01.01.00.00.00", Requester: "U0A", Channel: "C0DEPLOYS"}); err != nil {
 		t.Fatal(err)
 	}
-	wait("the change noted for the next refresh", func() bool { b.home.mu.Lock(); defer b.home.mu.Unlock(); return b.home.dirty })
+	waitUntil(t, "the change noted for the next refresh", func() bool { b.home.mu.Lock(); defer b.home.mu.Unlock(); return b.home.dirty })
 	close(hold)
-	wait("the refresh after the change", func() bool {
+	waitUntil(t, "the refresh after the change", func() bool {
 		chat.mu.Lock()
 		defer chat.mu.Unlock()
 		return chat.count >= before+2 && chat.inFlight == 0 && strings.Contains(chat.last, "run-1")
@@ -106,7 +96,7 @@ func TestHomeRefreshesOneAtATimeAndShowTheLastChange(t *testing.T) {
 	// that follow, until the person opens the tab again.
 	_ = b.homeNotice("U0A")(ctx, textView("Done: run-1 cancelled"))
 	b.homeChanged()
-	wait("a refresh after the answer", func() bool { chat.mu.Lock(); defer chat.mu.Unlock(); return chat.count >= before+2 })
+	waitUntil(t, "a refresh after the answer", func() bool { chat.mu.Lock(); defer chat.mu.Unlock(); return chat.count >= before+2 })
 	chat.mu.Lock()
 	if !strings.HasPrefix(chat.last, "Done: run-1 cancelled") {
 		t.Errorf("a refresh took the answer away:\n%s", chat.last)

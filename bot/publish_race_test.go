@@ -83,17 +83,10 @@ func TestRunMessageShowsTheEndWhenDeliveredRightAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cur *steps.Run
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitUntil(t, "the step waiting for its Done", func() bool {
 		cur, err = eng.Run(ctx, r.ID)
-		if err == nil && cur.Steps[0].Status == steps.StepWaiting {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the step never waited for its Done: %+v %v", cur, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && cur.Steps[0].Status == steps.StepWaiting
+	})
 	if !b.Flush(30 * time.Second) {
 		t.Fatal("the outbox did not drain")
 	}
@@ -106,17 +99,10 @@ func TestRunMessageShowsTheEndWhenDeliveredRightAfterCommit(t *testing.T) {
 	if err := eng.Act(ctx, steps.ActionRequest{RunID: r.ID, StepIndex: 0, Seq: cur.Steps[0].Seq, Verb: steps.VerbDone, User: "U0A"}); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	waitUntil(t, "the run's end", func() bool {
 		end, err := db.Run(ctx, r.ID)
-		if err == nil && !end.State.Open() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the run never ended: %+v %v", end, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && !end.State.Open()
+	})
 	if !b.Flush(30 * time.Second) {
 		t.Fatal("the outbox did not drain")
 	}
