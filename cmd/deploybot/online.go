@@ -42,15 +42,8 @@ func (m *Main) checkOnline(ctx context.Context) error {
 	if cfg.Sentry != nil {
 		checks = append(checks, sentryCheck(cfg))
 	}
-	mask := func(s string) string {
-		s = redact.ScrubString(s)
-		for _, v := range cfg.Secrets.Values() {
-			if len(v) >= 4 {
-				s = strings.ReplaceAll(s, v, "[redacted]")
-			}
-		}
-		return s
-	}
+	values := redact.NewValuesMin(4, cfg.Secrets.Values()...)
+	mask := func(s string) string { return values.String(redact.ScrubString(s)) }
 	failed, skipped := 0, 0
 	for _, c := range checks {
 		cctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
